@@ -28,9 +28,7 @@ class Key:
     description: str
     secret: bool = False
     namespace: str = NAMESPACE
-    config_name: str | None = (
-        None  # the name in the namespace when it differs from ``name``
-    )
+    config_name: str | None = None  # the name in the namespace when it differs from ``name``
 
     @property
     def full(self) -> str:
@@ -95,9 +93,7 @@ KEYS: tuple[Key, ...] = (
     # --- VM size and OS
     _k("cpus", int, 2, "vCPUs per node."),
     _k("memoryMb", int, 2048, "Memory per node, MB."),
-    _k(
-        "diskGb", int, 20, "System disk per node, GB (not smaller than the template's)."
-    ),
+    _k("diskGb", int, 20, "System disk per node, GB (not smaller than the template's)."),
     _k("osFamily", str, "el7", "Node OS: el7, el8, el9, debian or ubuntu."),
     # --- network
     _k("domain", str, REQUIRED, "DNS domain of the nodes (skunkworks.local)."),
@@ -145,11 +141,16 @@ KEYS: tuple[Key, ...] = (
         "~/.ssh/id_ed25519",
         "Operator private key; its .pub is authorized.",
     ),
+    _k("converge", bool, True, "Converge every node with Fabric inside pulumi up."),
+    _k(
+        "trustFirstContact",
+        bool,
+        False,
+        "Accept (and print) a node's own host key once when it lacks the shared one.",
+    ),
     # --- DNS record for the VIP (RFC 2136)
     _k("dnsRecord", str, "repo-cluster", "Host name of the VIP's A record."),
-    _k(
-        "dnsServer", str, None, "DNS server taking RFC 2136 updates (unset: no record)."
-    ),
+    _k("dnsServer", str, None, "DNS server taking RFC 2136 updates (unset: no record)."),
     _k("dnsPort", int, 53, "Port of that DNS server."),
     _k("dnsZone", str, None, "Zone to update (default: domain)."),
     _k("dnsTsigKeyName", str, None, "TSIG key name for updates."),

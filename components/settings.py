@@ -29,9 +29,7 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}"
-        )
+        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -107,6 +105,8 @@ class Settings:
     # access and DNS
     ssh_user: str
     ssh_key_file: str
+    converge: bool
+    trust_first_contact: bool
     dns_record: str
     dns_server: str | None
     dns_port: int
@@ -189,11 +189,7 @@ def load(config: Mapping[str, Any]) -> Settings:
                 values[key.name] = Secret()
             continue
         value = _coerce(key, raw)
-        if (
-            key.type is int
-            and isinstance(value, bool)
-            or not isinstance(value, key.type)
-        ):
+        if key.type is int and isinstance(value, bool) or not isinstance(value, key.type):
             problems.append(f"{key.full}: must be {_type_name(key.type)}, got {raw!r}")
             values[key.name] = key.default
             continue
@@ -238,9 +234,7 @@ class _Check:
         if full not in self.reported:
             self.problems.append(f"{full}: {message}")
 
-    def ipv4(
-        self, name: str, value: Any, label: str = ""
-    ) -> ipaddress.IPv4Address | None:
+    def ipv4(self, name: str, value: Any, label: str = "") -> ipaddress.IPv4Address | None:
         try:
             return ipaddress.IPv4Address(value)
         except (ipaddress.AddressValueError, ValueError):
@@ -336,20 +330,12 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
             f"{v['interface']!r} is not a valid Linux interface name (1-15 chars)",
         )
     if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", str(v["vrrpInstance"])):
-        c.bad(
-            "vrrpInstance", f"{v['vrrpInstance']!r} must be 1-32 letters, digits or _"
-        )
+        c.bad("vrrpInstance", f"{v['vrrpInstance']!r} must be 1-32 letters, digits or _")
     label = v["xfsLabel"]
     if not label or len(label) > 12 or any(ch.isspace() for ch in label):
-        c.bad(
-            "xfsLabel", f"{label!r} must be 1-12 characters without spaces (XFS limit)"
-        )
+        c.bad("xfsLabel", f"{label!r} must be 1-12 characters without spaces (XFS limit)")
     mount = v["mountPoint"]
-    if (
-        not PurePosixPath(mount).is_absolute()
-        or mount == "/"
-        or ".." in mount.split("/")
-    ):
+    if not PurePosixPath(mount).is_absolute() or mount == "/" or ".." in mount.split("/"):
         c.bad("mountPoint", f"{mount!r} must be an absolute path other than /")
     for name in ("rbdPool", "rbdImage", "cephUser"):
         if not _CEPH_NAME.match(str(v[name])):
@@ -357,11 +343,7 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
     auth: Secret = v["vrrpAuthPass"]
     if auth.available:
         assert auth.value is not None
-        if (
-            not 1 <= len(auth.value) <= 8
-            or not auth.value.isprintable()
-            or " " in auth.value
-        ):
+        if not 1 <= len(auth.value) <= 8 or not auth.value.isprintable() or " " in auth.value:
             c.bad(
                 "vrrpAuthPass",
                 "must be 1-8 printable characters without spaces (value hidden)",
@@ -381,9 +363,7 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
     if v["cephRepoUrl"] and not re.match(r"^https?://\S+$", v["cephRepoUrl"]):
         c.bad("cephRepoUrl", f"{v['cephRepoUrl']!r} is not an http(s) URL")
     if v["dnsServer"] and v["dnsTsigKeyName"] is None:
-        c.bad(
-            "dnsTsigKeyName", "required when dnsServer is set (updates are TSIG-signed)"
-        )
+        c.bad("dnsTsigKeyName", "required when dnsServer is set (updates are TSIG-signed)")
 
     nodes = _nodes(c)
     vip: ipaddress.IPv4Interface | None = None
@@ -455,6 +435,8 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
         ceph_repo_url=v["cephRepoUrl"],
         ssh_user=v["sshUser"],
         ssh_key_file=v["sshKeyFile"],
+        converge=v["converge"],
+        trust_first_contact=v["trustFirstContact"],
         dns_record=v["dnsRecord"],
         dns_server=v["dnsServer"],
         dns_port=v["dnsPort"],
