@@ -1,0 +1,150 @@
+"""RepoCluster: the whole stack — vSphere look-ups, shared secrets, one RepoNode per node.
+
+Looked up once: datacenter, compute cluster, datastore, network, template. Generated once and
+kept in the state: the SSH host keys every node shares and, unless the stack sets one, the VRRP
+auth_pass. Each node's bundle (components/bundle.py) is rendered from the settings and those
+secrets; its user-data/meta-data go to the VM, and the bundle itself is exposed (``bundles``)
+for the converge step, so cloud-init and Fabric install the very same files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_vsphere as vsphere
+
+from components.authpass_resource import AuthPass
+from components.bundle import Bundle, Secrets, authorized_keys, render_node
+from components.hostkeys_resource import HostKeys
+from components.node import RepoNode, RepoNodeArgs, Template
+from components.settings import Settings
+
+
+@dataclass(frozen=True)
+class RepoClusterArgs:
+    settings: Settings
+    """The validated stack settings (components/settings.py)."""
+    root: Path
+    """The project directory: relative paths in the settings (sshKeyFile) start there."""
+
+
+class RepoCluster(pulumi.ComponentResource):
+    """N repo VMs sharing host keys and a VIP; exposes what the converge step needs."""
+
+    provider: vsphere.Provider
+    host_keys: HostKeys
+    auth_pass: pulumi.Output[str]
+    secrets: pulumi.Output[Secrets]
+    """Secret: the resolved secrets the bundles were rendered with."""
+    bundles: dict[str, pulumi.Output[Bundle]]
+    """Secret: node name -> its rendered bundle."""
+    nodes: dict[str, RepoNode]
+    """Node name -> its RepoNode (``.vm`` is the VirtualMachine)."""
+    outputs: dict[str, Any]
+    """The stack outputs: vip, dns_name, nodes, ssh_host_key_fingerprints (no secret)."""
+
+    def __init__(
+        self, name: str, args: RepoClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("repo-cluster:index:RepoCluster", name, {}, opts)
+        s = args.settings
+        stack_id = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        password = s.vsphere_password.value
+        # Explicit provider: the password enters as a secret whatever the stack file holds.
+        self.provider = vsphere.Provider(
+            f"{name}-vsphere",
+            vsphere_server=s.vsphere_server,
+            user=s.vsphere_user,
+            password=pulumi.Output.secret(password) if password is not None else None,
+            allow_unverified_ssl=s.allow_unverified_ssl,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        invoke = pulumi.InvokeOptions(parent=self, provider=self.provider)
+
+        dc = vsphere.get_datacenter(name=s.datacenter, opts=invoke)
+        compute = vsphere.get_compute_cluster(name=s.cluster, datacenter_id=dc.id, opts=invoke)
+        datastore = vsphere.get_datastore(name=s.datastore, datacenter_id=dc.id, opts=invoke)
+        network = vsphere.get_network(name=s.network, datacenter_id=dc.id, opts=invoke)
+        template = Template.from_result(
+            s.template,
+            vsphere.get_virtual_machine(name=s.template, datacenter_id=dc.id, opts=invoke),
+        )
+        template.check_disk(s.disk_gb)  # before anything is created
+
+        self.host_keys = HostKeys(f"{name}-host-keys", comment=f"root@{s.dns_fqdn}", opts=child)
+        if s.vrrp_auth_pass.available:
+            self.auth_pass = pulumi.Output.secret(s.vrrp_auth_pass.value)
+        else:
+            self.auth_pass = AuthPass(f"{name}-vrrp-auth-pass", opts=child).result
+
+        self.secrets = pulumi.Output.secret(
+            pulumi.Output.all(self.host_keys.keys, self.auth_pass).apply(
+                lambda a: Secrets.resolve(s, host_keys=a[0], vrrp_auth_pass=a[1])
+            )
+        )
+        authorized = authorized_keys(s, args.root)
+        self.bundles = {
+            n.name: pulumi.Output.secret(
+                self.secrets.apply(lambda sec, n=n: render_node(s, n, sec, authorized))
+            )
+            for n in s.nodes
+        }
+
+        self.nodes = {}
+        for n in s.nodes:
+            bundle = self.bundles[n.name]
+            self.nodes[n.name] = RepoNode(
+                f"{name}-{n.name}",
+                RepoNodeArgs(
+                    host_name=n.name,
+                    domain=s.domain,
+                    address=ipaddress.IPv4Interface(f"{n.ip}/{s.vip.network.prefixlen}"),
+                    gateway=s.gateway,
+                    nameservers=s.nameservers,
+                    cpus=s.cpus,
+                    memory_mb=s.memory_mb,
+                    disk_gb=s.disk_gb,
+                    template=template,
+                    resource_pool_id=compute.resource_pool_id,
+                    datastore_id=datastore.id,
+                    network_id=network.id,
+                    user_data=bundle.apply(lambda b: b.user_data),
+                    meta_data=bundle.apply(lambda b: b.meta_data),
+                    stack_id=stack_id,
+                    folder=s.folder,
+                    annotation=s.annotation,
+                ),
+                opts=child,
+            )
+
+        if s.anti_affinity:
+            vsphere.ComputeClusterVmAntiAffinityRule(
+                f"{name}-anti-affinity",
+                name=f"{stack_id.replace('/', '-')}-anti-affinity",
+                compute_cluster_id=compute.id,
+                virtual_machine_ids=[node.vm.id for node in self.nodes.values()],
+                # Not mandatory: vSphere HA may still restart a failed node's VM on the host
+                # of its peer rather than leave the cluster with one node.
+                mandatory=False,
+                opts=child,
+            )
+
+        self.outputs = {
+            "vip": str(s.vip.ip),
+            "dns_name": s.dns_fqdn,
+            "nodes": {
+                n.name: {
+                    "ip": str(n.ip),
+                    "vm_uuid": self.nodes[n.name].vm.uuid,
+                    "priority": n.priority,
+                }
+                for n in s.nodes
+            },
+            "ssh_host_key_fingerprints": self.host_keys.fingerprint_map,
+        }
+        self.register_outputs(self.outputs)

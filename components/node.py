@@ -1,0 +1,195 @@
+"""RepoNode: one repo VM, cloned from the template, its first boot driven by cloud-init.
+
+The clone keeps what the template's guest depends on (guest id, SCSI controller type, NIC
+adapter type, firmware, disk provisioning) and sets size, placement, the fixed IPv4 (guest
+customization) and the cloud-init user-data/meta-data (``guestinfo.*`` in ``extra_config``).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_vsphere as vsphere
+
+from components.preflight import STACK_MARKER
+
+ENCODING = "gzip+base64"
+
+
+def encode(text: str) -> str:
+    """gzip (mtime 0: the same text always gives the same bytes) then base64."""
+    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+
+
+@dataclass(frozen=True)
+class Template:
+    """What a clone takes from its template (``vsphere.get_virtual_machine``)."""
+
+    name: str
+    """The template's VM name."""
+    uuid: str
+    """BIOS UUID, the clone source."""
+    guest_id: str
+    """Guest OS id (e.g. ``centos7_64Guest``)."""
+    scsi_type: str
+    """SCSI controller type (``pvscsi``, ``lsilogic``...)."""
+    nic_type: str
+    """Adapter type of the first NIC (``vmxnet3``...)."""
+    firmware: str
+    """``bios`` or ``efi``."""
+    disk_gb: int
+    """Size of the first disk, GB."""
+    thin_provisioned: bool
+    """Whether the first disk is thin provisioned."""
+    eagerly_scrub: bool
+    """Whether the first disk is eager-zeroed."""
+
+    @classmethod
+    def from_result(cls, name: str, vm: vsphere.GetVirtualMachineResult) -> Template:
+        if not vm.disks or not vm.network_interface_types:
+            raise pulumi.RunError(
+                f"repo-cluster:template: {name!r} needs at least one disk and one NIC"
+            )
+        disk = vm.disks[0]
+        return cls(
+            name=name,
+            uuid=vm.uuid,
+            guest_id=vm.guest_id,
+            scsi_type=vm.scsi_type,
+            nic_type=vm.network_interface_types[0],
+            firmware=vm.firmware or "bios",
+            disk_gb=int(disk.size),
+            thin_provisioned=bool(disk.thin_provisioned),
+            eagerly_scrub=bool(disk.eagerly_scrub),
+        )
+
+    def check_disk(self, disk_gb: int) -> None:
+        """A clone's disk can grow, never shrink."""
+        if disk_gb < self.disk_gb:
+            raise pulumi.RunError(
+                f"repo-cluster:diskGb: {disk_gb} GB is smaller than the {self.disk_gb} GB "
+                f"disk of template {self.name!r} (a clone's disk can grow, never shrink)"
+            )
+
+
+@dataclass(frozen=True)
+class RepoNodeArgs:
+    """Everything one repo VM needs; ids come from the cluster's vSphere look-ups."""
+
+    host_name: str
+    """Guest host name and VM name (``repo1``)."""
+    domain: str
+    """DNS domain of the guest (``skunkworks.local``)."""
+    address: ipaddress.IPv4Interface
+    """Fixed IPv4 address with prefix (``10.2.50.161/24``)."""
+    gateway: ipaddress.IPv4Address
+    """Default gateway."""
+    nameservers: tuple[ipaddress.IPv4Address, ...]
+    """DNS servers the guest resolves with."""
+    cpus: int
+    """vCPUs."""
+    memory_mb: int
+    """Memory, MB."""
+    disk_gb: int
+    """System disk, GB; not smaller than the template's disk."""
+    template: Template
+    """The clone source and the hardware settings taken from it."""
+    resource_pool_id: str
+    """Resource pool (the cluster's root pool)."""
+    datastore_id: str
+    """Datastore of the VM's files and disk."""
+    network_id: str
+    """Port group of the single NIC."""
+    user_data: pulumi.Input[str]
+    """cloud-init user-data (secret: it carries the host private keys)."""
+    meta_data: pulumi.Input[str]
+    """cloud-init meta-data."""
+    stack_id: str
+    """``<project>/<stack>``: marks the VM as this stack's (see components/preflight.py)."""
+    folder: str | None = None
+    """VM folder, relative to the datacenter's VM folder."""
+    annotation: str | None = None
+    """VM notes."""
+
+    def __post_init__(self) -> None:
+        self.template.check_disk(self.disk_gb)
+
+
+class RepoNode(pulumi.ComponentResource):
+    """One repo VM (``vm``), cloned and customized, carrying its cloud-init data."""
+
+    vm: vsphere.VirtualMachine
+
+    def __init__(
+        self, name: str, args: RepoNodeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("repo-cluster:index:RepoNode", name, {}, opts)
+        t = args.template
+        guestinfo = pulumi.Output.secret(
+            pulumi.Output.all(args.user_data, args.meta_data).apply(
+                lambda d: {
+                    "guestinfo.userdata": encode(d[0]),
+                    "guestinfo.userdata.encoding": ENCODING,
+                    "guestinfo.metadata": encode(d[1]),
+                    "guestinfo.metadata.encoding": ENCODING,
+                    STACK_MARKER: args.stack_id,
+                }
+            )
+        )
+        self.vm = vsphere.VirtualMachine(
+            f"{name}-vm",
+            name=args.host_name,
+            resource_pool_id=args.resource_pool_id,
+            datastore_id=args.datastore_id,
+            folder=args.folder,
+            annotation=args.annotation,
+            num_cpus=args.cpus,
+            memory=args.memory_mb,
+            guest_id=t.guest_id,
+            scsi_type=t.scsi_type,
+            firmware=t.firmware,
+            network_interfaces=[
+                vsphere.VirtualMachineNetworkInterfaceArgs(
+                    network_id=args.network_id, adapter_type=t.nic_type
+                )
+            ],
+            disks=[
+                vsphere.VirtualMachineDiskArgs(
+                    label="disk0",
+                    size=args.disk_gb,
+                    thin_provisioned=t.thin_provisioned,
+                    eagerly_scrub=t.eagerly_scrub,
+                )
+            ],
+            clone=vsphere.VirtualMachineCloneArgs(
+                template_uuid=t.uuid,
+                customize=vsphere.VirtualMachineCloneCustomizeArgs(
+                    linux_options=vsphere.VirtualMachineCloneCustomizeLinuxOptionsArgs(
+                        host_name=args.host_name, domain=args.domain
+                    ),
+                    network_interfaces=[
+                        vsphere.VirtualMachineCloneCustomizeNetworkInterfaceArgs(
+                            ipv4_address=str(args.address.ip),
+                            ipv4_netmask=args.address.network.prefixlen,
+                        )
+                    ],
+                    ipv4_gateway=str(args.gateway),
+                    dns_server_lists=[str(a) for a in args.nameservers],
+                    dns_suffix_lists=[args.domain],
+                ),
+            ),
+            extra_config=guestinfo,
+            # cloud-init reads guestinfo at first boot only; later changes are converged over
+            # SSH, so an update of extra_config must not power-cycle a cluster node.
+            extra_config_reboot_required=False,
+            # Customization sets the address; nothing here waits on the guest's network
+            # (vcsim reports no routable gateway).
+            wait_for_guest_net_routable=False,
+            wait_for_guest_net_timeout=0,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"vm_uuid": self.vm.uuid, "ip": str(args.address.ip)})

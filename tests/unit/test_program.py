@@ -1,0 +1,304 @@
+"""The Pulumi program under mocks: what it asks vSphere to build, and what it keeps secret."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from components import settings
+from components.bundle import Secrets, authorized_keys, render_node
+from components.hostkeys import HostKey
+from components.node import encode
+
+pytestmark = pytest.mark.unit
+
+VM = "vsphere:index/virtualMachine:VirtualMachine"
+PROVIDER = "pulumi:providers:vsphere"
+HOST_KEYS = "pulumi-python:dynamic/repo-cluster:HostKeys"
+AUTH_PASS = "pulumi-python:dynamic/repo-cluster:AuthPass"
+RULE = "vsphere:index/computeClusterVmAntiAffinityRule:ComputeClusterVmAntiAffinityRule"
+PASSWORD = "vc-Pa55-word"
+KEYRING = "AQBvaBFZAAAAABAAcUVJcmyBJ2uZ0lA7cHl2AQ=="
+SECRET_KEYS = ("vsphere:password", "repo-cluster:cephKeyring")
+
+
+@pytest.fixture(scope="session")
+def lab_config(stack_config: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The lab stack with its secrets set (``pulumi config set --secret``), plus overrides."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        extra = {"vsphere:password": PASSWORD, "repo-cluster:cephKeyring": KEYRING}
+        return stack_config("lab", **{**extra, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def run_lab(run_stack: Callable[..., Any], lab_config: Callable[..., Any]) -> Callable[..., Any]:
+    def run(**kw: Any) -> Any:
+        config = kw.pop("config", None) or lab_config()
+        return run_stack(config, secret_keys=kw.pop("secret_keys", SECRET_KEYS), **kw)
+
+    return run
+
+
+def program_secrets(run: Any) -> tuple[tuple[HostKey, ...], str]:
+    """The host keys and auth_pass the program got from its (mocked) dynamic resources."""
+    (keys,) = run.of_type(HOST_KEYS)
+    out = {k: rpc.unwrap_rpc_secret(v) for k, v in keys.outputs.items()}
+    host_keys = tuple(
+        HostKey(t, priv, pub)
+        for t, priv, pub in zip(out["types"], out["private_keys"], out["public_keys"], strict=True)
+    )
+    (auth,) = run.of_type(AUTH_PASS)
+    return host_keys, rpc.unwrap_rpc_secret(auth.outputs["result"])
+
+
+def decode(value: str) -> bytes:
+    return gzip.decompress(base64.b64decode(value))
+
+
+def plain_strings(value: Any) -> Iterator[str]:
+    """Every string in a registered value that is NOT under a secret marker."""
+    if rpc.is_rpc_secret(value):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from plain_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from plain_strings(v)
+
+
+@pytest.fixture(scope="module")
+def lab(run_lab) -> Any:
+    result = run_lab()
+    assert result.error is None, result.error
+    return result
+
+
+# --------------------------------------------------------------------------- what gets built
+
+
+def test_lab_builds_two_vms_cloned_and_customized(lab) -> None:
+    vc = lab.mocks
+    assert sorted(lab.vms) == ["repo1", "repo2"]
+    assert len(lab.of_type(VM)) == 2
+    for name, ip in (("repo1", "10.2.50.161"), ("repo2", "10.2.50.162")):
+        vm = lab.vms[name].inputs
+        assert (vm["numCpus"], vm["memory"]) == (2, 2048)
+        assert vm["disks"] == [
+            {"label": "disk0", "size": 20, "thinProvisioned": True, "eagerlyScrub": False}
+        ]
+        assert (vm["guestId"], vm["scsiType"], vm["firmware"]) == (
+            vc.TEMPLATE["guestId"],
+            vc.TEMPLATE["scsiType"],
+            vc.TEMPLATE["firmware"],
+        )
+        assert vm["networkInterfaces"] == [{"networkId": vc.NETWORK_ID, "adapterType": "vmxnet3"}]
+        assert (vm["resourcePoolId"], vm["datastoreId"]) == (vc.RESOURCE_POOL_ID, vc.DATASTORE_ID)
+        assert vm["waitForGuestNetRoutable"] is False
+        assert vm["extraConfigRebootRequired"] is False
+        clone = vm["clone"]
+        assert clone["templateUuid"] == vc.TEMPLATE_UUID
+        assert clone["customize"] == {
+            "linuxOptions": {"hostName": name, "domain": "skunkworks.local"},
+            "networkInterfaces": [{"ipv4Address": ip, "ipv4Netmask": 24}],
+            "ipv4Gateway": "10.2.50.1",
+            "dnsServerLists": ["10.2.50.10"],
+            "dnsSuffixLists": ["skunkworks.local"],
+        }
+
+
+def test_guestinfo_is_the_rendered_bundle_byte_for_byte(lab, lab_config, root) -> None:
+    s = settings.load(lab_config())
+    host_keys, auth_pass = program_secrets(lab)
+    secrets = Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
+    authorized = authorized_keys(s, root)
+    for node in s.nodes:
+        bundle = render_node(s, node, secrets, authorized)
+        extra = rpc.unwrap_rpc_secret(lab.vms[node.name].inputs["extraConfig"])
+        assert extra["guestinfo.userdata.encoding"] == "gzip+base64"
+        assert extra["guestinfo.metadata.encoding"] == "gzip+base64"
+        assert decode(extra["guestinfo.userdata"]) == bundle.user_data.encode()
+        assert decode(extra["guestinfo.metadata"]) == bundle.meta_data.encode()
+        assert extra["repo-cluster.stack"] == "repo-cluster/lab"
+        # the private keys the program used are the ones the dynamic resource created
+        for key in host_keys:
+            assert key.private.splitlines()[1] in bundle.user_data
+
+
+def test_lookups_and_resources_use_the_explicit_provider(lab) -> None:
+    (provider,) = lab.of_type(PROVIDER)
+    assert provider.inputs["vsphereServer"] == "vcenter.skunkworks.local"
+    fns = sorted(c.token.rsplit(":", 1)[-1] for c in lab.mocks.calls)
+    assert fns == sorted(
+        ["getDatacenter", "getComputeCluster", "getDatastore", "getNetwork", "getVirtualMachine"]
+    )
+    assert all("repo-cluster-vsphere::" in c.provider for c in lab.mocks.calls)
+    # every vSphere resource too: a default provider would read the password in clear
+    vsphere_resources = [r for r in lab.mocks.registrations if r.typ.startswith("vsphere:")]
+    assert len(vsphere_resources) == 3
+    assert all("repo-cluster-vsphere::" in r.provider for r in vsphere_resources)
+
+
+def test_anti_affinity_rule_holds_both_vms(lab) -> None:
+    (rule,) = lab.of_type(RULE)
+    assert rule.inputs["computeClusterId"] == lab.mocks.CLUSTER_ID
+    assert rule.inputs["virtualMachineIds"] == [lab.vms["repo1"].id, lab.vms["repo2"].id]
+
+
+def test_exports(lab) -> None:
+    assert lab.exports["vip"] == "10.2.50.160"
+    assert lab.exports["dns_name"] == "repo-cluster.skunkworks.local"
+    assert lab.exports["nodes"] == {
+        "repo1": {"ip": "10.2.50.161", "vm_uuid": lab.vms["repo1"].id, "priority": 101},
+        "repo2": {"ip": "10.2.50.162", "vm_uuid": lab.vms["repo2"].id, "priority": 100},
+    }
+    host_keys, _ = program_secrets(lab)
+    assert lab.exports["ssh_host_key_fingerprints"] == {k.type: k.fingerprint for k in host_keys}
+    assert set(lab.exports["ssh_host_key_fingerprints"]) == {"ed25519", "ecdsa", "rsa"}
+
+
+def test_sim_stack_has_no_anti_affinity_rule(run_stack, stack_config) -> None:
+    sim = run_stack(stack_config("sim"), stack="sim")
+    assert sim.error is None, sim.error
+    assert sorted(sim.vms) == ["repo1", "repo2"]
+    assert sim.vms["repo2"].inputs["clone"]["customize"]["networkInterfaces"] == [
+        {"ipv4Address": "198.18.50.162", "ipv4Netmask": 24}
+    ]
+    assert sim.of_type(RULE) == []
+
+
+# --------------------------------------------------------------------------- change and stability
+
+
+def _inputs_by_name(run: Any) -> dict[str, dict[str, Any]]:
+    return {r.name: r.inputs for r in run.mocks.registrations}
+
+
+def test_second_up_registers_identical_inputs(lab, run_lab) -> None:
+    state = {r.name: r for r in lab.mocks.registrations}
+    again = run_lab(state=state)
+    assert again.error is None, again.error
+    assert _inputs_by_name(again) == _inputs_by_name(lab)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"priority": 99},  # repo2's VRRP priority: only its bundle changes
+        {"ip": "10.2.50.170"},  # repo2's address: its customization and bundle change
+    ],
+    ids=["priority", "ip"],
+)
+def test_changing_one_node_changes_only_that_node(lab, run_lab, lab_config, change) -> None:
+    nodes = [dict(n) for n in lab_config()["repo-cluster:nodes"]]
+    nodes[1].update(change)
+    state = {r.name: r for r in lab.mocks.registrations}
+    changed = run_lab(config=lab_config(**{"repo-cluster:nodes": nodes}), state=state)
+    assert changed.error is None, changed.error
+    before, after = _inputs_by_name(lab), _inputs_by_name(changed)
+    assert before.keys() == after.keys()
+    differing = sorted(name for name in before if before[name] != after[name])
+    assert differing == ["repo-cluster-repo2-vm"]
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_secrets_are_secret_outputs(lab, resolve) -> None:
+    cluster = lab.namespace["cluster"]
+    assert resolve(cluster.host_keys.private_keys)[1] is True
+    assert resolve(cluster.host_keys.keys)[1] is True
+    assert resolve(cluster.host_keys.public_keys)[1] is False
+    assert resolve(cluster.auth_pass)[1] is True
+    assert resolve(cluster.secrets)[1] is True
+    for bundle in cluster.bundles.values():
+        assert resolve(bundle)[1] is True
+
+
+def test_secret_inputs_carry_the_secret_marker(lab) -> None:
+    (provider,) = lab.of_type(PROVIDER)
+    assert rpc.is_rpc_secret(provider.inputs["password"])
+    assert rpc.unwrap_rpc_secret(provider.inputs["password"]) == PASSWORD
+    for vm in lab.vms.values():
+        assert rpc.is_rpc_secret(vm.inputs["extraConfig"])
+
+
+def test_no_secret_in_clear_anywhere(lab) -> None:
+    host_keys, auth_pass = program_secrets(lab)
+    secret_values = [PASSWORD, KEYRING, auth_pass]
+    # the base64 body of each private key
+    secret_values += [k.private.splitlines()[1] for k in host_keys]
+    registered = [r.inputs for r in lab.mocks.registrations]
+    registered += [r.outputs for r in lab.mocks.registrations]
+    clear = [s for value in registered for s in plain_strings(value)]
+    clear.append(json.dumps(lab.exports))
+    for secret in secret_values:
+        assert not any(secret in text for text in clear)
+    assert not any(lab.exports_secret.values())
+
+
+def test_configured_auth_pass_is_used_and_secret(run_lab, lab_config, resolve) -> None:
+    config = lab_config(**{"repo-cluster:vrrpAuthPass": "Xy7pQ2zR"})
+    run = run_lab(config=config, secret_keys=(*SECRET_KEYS, "repo-cluster:vrrpAuthPass"))
+    assert run.error is None, run.error
+    assert run.of_type(AUTH_PASS) == []
+    cluster = run.namespace["cluster"]
+    secrets, is_secret = resolve(cluster.secrets)
+    assert (secrets.vrrp_auth_pass, is_secret) == ("Xy7pQ2zR", True)
+    assert resolve(cluster.auth_pass) == ("Xy7pQ2zR", True)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_invalid_config_stops_before_any_resource(run_lab, lab_config) -> None:
+    config = lab_config(
+        **{"repo-cluster:cpus": 0, "repo-cluster:vip": "10.2.50", "repo-cluster:datacenter": None}
+    )
+    run = run_lab(config=config)
+    assert isinstance(run.error, pulumi.RunError)
+    message = str(run.error)
+    assert "3 problem(s)" in message
+    for key in ("repo-cluster:cpus", "repo-cluster:vip", "repo-cluster:datacenter"):
+        assert key in message
+    assert run.mocks.registrations == []
+    assert run.mocks.calls == []
+
+
+def test_template_disk_larger_than_configured_disk_is_an_error(run_lab) -> None:
+    run = run_lab(template_disk_gb=40)
+    assert isinstance(run.error, pulumi.RunError)
+    message = str(run.error)
+    assert "20 GB" in message and "40 GB" in message and "'centos7-cloudinit'" in message
+    kinds = {r.typ for r in run.mocks.registrations}
+    assert kinds == {"repo-cluster:index:RepoCluster", PROVIDER}, "nothing built before the check"
+
+
+def test_unknown_template_fails(run_lab, lab_config) -> None:
+    run = run_lab(config=lab_config(**{"repo-cluster:template": "no-such-template"}))
+    assert run.error is not None
+    assert "no-such-template" in str(run.error)
+    assert run.of_type(VM) == []
+
+
+def test_encode_is_deterministic_gzip_base64(monkeypatch) -> None:
+    text = "#cloud-config\nhostname: repo1\n" * 50
+    monkeypatch.setattr("time.time", lambda: 1_000_000_000.0)
+    first = encode(text)
+    monkeypatch.setattr("time.time", lambda: 2_000_000_000.0)
+    assert encode(text) == first, "gzip must not stamp the current time"
+    assert decode(encode(text)) == text.encode()
+    assert len(encode(text)) < len(base64.b64encode(text.encode()))
