@@ -21,6 +21,10 @@ OS_FAMILIES = ("el7", "el8", "el9", "debian", "ubuntu")
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IFNAME = re.compile(r"^[^\s/:]{1,15}$")
 _CEPH_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# VRRP auth_pass: keepalived uses 8 characters; quotes, braces and comment marks break its
+# config syntax.
+AUTH_PASS = re.compile(r"[^\s\"'{}#!\\]{1,8}")
 
 
 class ConfigError(ValueError):
@@ -189,7 +193,7 @@ def load(config: Mapping[str, Any]) -> Settings:
                 values[key.name] = Secret()
             continue
         value = _coerce(key, raw)
-        if key.type is int and isinstance(value, bool) or not isinstance(value, key.type):
+        if (key.type is int and isinstance(value, bool)) or not isinstance(value, key.type):
             problems.append(f"{key.full}: must be {_type_name(key.type)}, got {raw!r}")
             values[key.name] = key.default
             continue
@@ -337,16 +341,21 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
     mount = v["mountPoint"]
     if not PurePosixPath(mount).is_absolute() or mount == "/" or ".." in mount.split("/"):
         c.bad("mountPoint", f"{mount!r} must be an absolute path other than /")
+    elif not mount.isprintable():
+        c.bad("mountPoint", f"{mount!r} must not hold control characters")
+    if not _USER.match(str(v["sshUser"])):
+        c.bad("sshUser", f"{v['sshUser']!r} is not a valid user name (a-z, 0-9, _, -)")
     for name in ("rbdPool", "rbdImage", "cephUser"):
         if not _CEPH_NAME.match(str(v[name])):
             c.bad(name, f"{v[name]!r} may hold only letters, digits, '.', '_' and '-'")
     auth: Secret = v["vrrpAuthPass"]
     if auth.available:
         assert auth.value is not None
-        if not 1 <= len(auth.value) <= 8 or not auth.value.isprintable() or " " in auth.value:
+        if not AUTH_PASS.fullmatch(auth.value) or not auth.value.isprintable():
             c.bad(
                 "vrrpAuthPass",
-                "must be 1-8 printable characters without spaces (value hidden)",
+                "must be 1-8 printable characters without spaces or any of"
+                " \" ' { } # ! \\ (keepalived.conf syntax) (value hidden)",
             )
     monitors = v["cephMonitors"]
     if isinstance(monitors, list):
@@ -385,6 +394,8 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
         for n in nodes:
             if n.ip not in net:
                 c.bad("nodes", f"{n.name} ip {n.ip} is not in the VIP subnet {net}")
+            elif n.ip in (net.network_address, net.broadcast_address):
+                c.bad("nodes", f"{n.name} ip {n.ip} is the network or broadcast address of {net}")
             if n.ip == vip.ip:
                 c.bad("vip", f"{vip.ip} is also the ip of node {n.name}")
         if gateway is not None:

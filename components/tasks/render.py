@@ -1,0 +1,85 @@
+"""`fab render --stack STACK --out DIR`: write every node's bundle to disk, to read or diff.
+
+Layout: ``DIR/<node>/<absolute path on the node>`` with the file's mode, plus
+``DIR/<node>/cloud-init/user-data`` and ``meta-data``. Secrets the stack file holds encrypted
+(or that Pulumi generates later) are marked placeholders; no secret value is ever printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from invoke import task
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from components import settings
+from components.bundle import (
+    PLACEHOLDER_AUTHORIZED_KEY,
+    Bundle,
+    Secrets,
+    authorized_keys,
+    render_cluster,
+)
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CLOUD_INIT_DIR = "cloud-init"
+
+
+def load_stack(stack: str, root: Path = ROOT) -> settings.Settings:
+    """Settings of ``Pulumi.<stack>.yaml`` at the project root; Exit listing every problem."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise Exit(f"render: no stack file {path}", code=2)
+    try:
+        return settings.load_stack_file(str(path))
+    except settings.ConfigError as e:
+        raise Exit(f"render: {path.name}: {e}", code=2) from e
+
+
+def _write(path: Path, content: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(mode)
+
+
+def write_bundle(bundle: Bundle, out: Path) -> Path:
+    """Write one node's bundle under ``out/<node>``, replacing an earlier render there."""
+    node_dir = out / bundle.node.name
+    if (node_dir / CLOUD_INIT_DIR / "meta-data").is_file():
+        shutil.rmtree(node_dir)  # an earlier render: no stale files survive
+    for f in bundle.files:
+        _write(node_dir / f.path.lstrip("/"), f.content, f.mode)
+    # user-data carries the secrets (host keys, keyring): owner-only, like the keys themselves
+    _write(node_dir / CLOUD_INIT_DIR / "user-data", bundle.user_data.encode(), 0o600)
+    _write(node_dir / CLOUD_INIT_DIR / "meta-data", bundle.meta_data.encode(), 0o644)
+    return node_dir
+
+
+@task(
+    help={
+        "stack": "Stack name: reads Pulumi.<stack>.yaml at the project root.",
+        "out": "Output directory; each node's files go to <out>/<node>/.",
+    }
+)
+def render(c: Context, stack: str, out: str) -> None:
+    """Render every node's bundle (files, cloud-init user-data/meta-data) into a directory."""
+    s = load_stack(stack)
+    secrets = Secrets.resolve(s)
+    authorized = authorized_keys(s, ROOT)
+    bundles = render_cluster(s, secrets, authorized)
+    out_dir = Path(out)
+    for name, bundle in bundles.items():
+        node_dir = write_bundle(bundle, out_dir)
+        secret_files = sum(f.secret for f in bundle.files)
+        print(
+            f"{name}: {len(bundle.files)} files ({secret_files} secret) + cloud-init"
+            f" in {node_dir}  digest {bundle.digest[:16]}"
+        )
+    if secrets.placeholders:
+        print(f"placeholders (not available here): {', '.join(secrets.placeholders)}")
+    else:
+        print("placeholders: none, every secret is the stack's")
+    if authorized == (PLACEHOLDER_AUTHORIZED_KEY,):
+        print(f"authorized key: placeholder (no {s.ssh_key_file}.pub)")

@@ -1,0 +1,243 @@
+"""The notify script: shellcheck and bash -n accept it, and run for real (as root) against an
+XFS volume on a loop device it mounts on MASTER and releases on BACKUP/FAULT/STOP, serialized,
+ending in the state keepalived reported last."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components.bundle import NOTIFY_SCRIPT, Secrets, render_node
+from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, Volume, run, variant
+
+pytestmark = pytest.mark.render
+
+
+@pytest.mark.parametrize("vid", VARIANT_IDS)
+def test_shellcheck_and_bash_n(vid, renders, tmp_path) -> None:
+    for node, bundle in renders[vid].bundles.items():
+        f = bundle.file(NOTIFY_SCRIPT)
+        assert f.mode == 0o755 and f.content.startswith(b"#!/bin/bash\n")
+        path = tmp_path / f"{node}.sh"
+        path.write_bytes(f.content)
+        r = run("bash", "-n", str(path))
+        assert r.returncode == 0, r.stderr
+        r = run("shellcheck", "--shell=bash", "--severity=style", str(path))
+        assert r.returncode == 0, r.stdout
+
+
+def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+@dataclass
+class Notify:
+    script: Path
+    state_dir: Path
+    mount_point: Path
+    volume: Volume
+
+    def env(self) -> dict[str, str]:
+        # BLKID_FILE: a private blkid cache. Without udev, `mount -L` trusts the shared cache
+        # for 2 s after a probe, so a loop device reused by the previous test would still
+        # carry its old label there.
+        return {
+            **os.environ,
+            "KEEPALIVEDNOTIFY_STATE_DIR": str(self.state_dir),
+            "BLKID_FILE": str(self.state_dir.parent / "blkid.tab"),
+        }
+
+    def start(self, state: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(self.script), "INSTANCE", "REPO_CLUSTER", state, "100"],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, to freeze it whole
+        )
+
+    def call(self, state: str) -> subprocess.CompletedProcess[str]:
+        return run(str(self.script), "INSTANCE", "REPO_CLUSTER", state, "100", env=self.env())
+
+    def source(self) -> str | None:
+        """The device mounted on the mount point, or None."""
+        r = run("findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(self.mount_point))
+        return r.stdout.strip() or None
+
+    def journal(self) -> list[str]:
+        path = self.state_dir / "states"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def notify(tmp_path: Path, xfs_volume: Volume) -> Iterator[Notify]:
+    mount_point = tmp_path / "mnt" / "veeamrepo"
+    s = variant("lab", "el7", mountPoint=str(mount_point), xfsLabel=xfs_volume.label)
+    bundle = render_node(s, s.nodes[0], Secrets.resolve(s, vrrp_auth_pass="x"), AUTHORIZED)
+    script = tmp_path / "keepalivednotify.sh"
+    script.write_bytes(bundle.file(NOTIFY_SCRIPT).content)
+    script.chmod(0o755)
+    yield Notify(script, tmp_path / "state", mount_point, xfs_volume)
+
+
+def check(r: subprocess.CompletedProcess[str]) -> None:
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stdout}{r.stderr}"
+
+
+def test_master_mounts_and_other_states_release(notify: Notify) -> None:
+    assert not notify.mount_point.exists()
+    check(notify.call("MASTER"))  # creates the mount point
+    assert notify.source() == notify.volume.device
+    check(notify.call("MASTER"))  # already mounted: no second mount
+    assert notify.source() == notify.volume.device
+    (notify.mount_point / "backups").mkdir()
+    (notify.mount_point / "backups" / "test.txt").write_text("written on MASTER\n")
+    for releasing in ("BACKUP", "FAULT", "STOP"):
+        check(notify.call(releasing))
+        assert notify.source() is None, releasing
+        check(notify.call(releasing))  # nothing mounted: still fine
+        check(notify.call("MASTER"))
+        assert notify.source() == notify.volume.device
+        # what the previous MASTER wrote is there after the failover
+        assert (notify.mount_point / "backups" / "test.txt").read_text() == "written on MASTER\n"
+    check(notify.call("BACKUP"))
+
+
+def test_open_file_does_not_block_unmount(notify: Notify) -> None:
+    check(notify.call("MASTER"))
+    holder = subprocess.Popen(
+        ["bash", "-c", 'exec 3>>"$1/held.log"; exec sleep 600', "holder", str(notify.mount_point)],
+        cwd=notify.mount_point,
+    )
+    try:
+        wait_for(lambda: (notify.mount_point / "held.log").exists(), "the holder to open its file")
+        assert run("umount", str(notify.mount_point)).returncode != 0  # busy, for real
+        check(notify.call("BACKUP"))
+        assert notify.source() is None
+        assert holder.wait(timeout=10) == -9  # fuser -k: SIGKILL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_unknown_state_fails_and_changes_nothing(notify: Notify) -> None:
+    r = notify.call("SLEEPING")
+    assert r.returncode != 0
+    assert notify.source() is None and notify.journal() == []
+    check(notify.call("MASTER"))
+    assert notify.call("").returncode != 0
+    assert notify.source() == notify.volume.device
+    assert [line.split()[0] for line in notify.journal()] == ["MASTER"]
+    check(notify.call("BACKUP"))
+
+
+def test_fence_refusal_prevents_the_mount(notify: Notify) -> None:
+    text = notify.script.read_text()
+    hook = "fence_before_mount() {\n    return 0\n}"
+    assert hook in text
+    notify.script.write_text(text.replace(hook, "fence_before_mount() {\n    return 1\n}"))
+    r = notify.call("MASTER")
+    assert r.returncode != 0
+    assert notify.source() is None
+
+
+ORDERS = [("BACKUP", "MASTER"), ("MASTER", "BACKUP")]
+
+
+def _prepare(notify: Notify, first: str) -> None:
+    """Start from the state the first call changes: it has real work to do."""
+    if first == "BACKUP":
+        check(notify.call("MASTER"))
+    assert (notify.source() is not None) == (first == "BACKUP")
+
+
+@pytest.mark.parametrize(("first", "last"), ORDERS)
+def test_stale_call_getting_the_lock_late_does_not_undo(
+    notify: Notify, first: str, last: str
+) -> None:
+    """The worst order, forced: both calls are journaled while the lock is held here; the
+    first one is frozen, so the newer one takes the lock and acts; then the stale one runs."""
+    _prepare(notify, first)
+    before = len(notify.journal())
+    notify.state_dir.mkdir(exist_ok=True)
+    with open(notify.state_dir / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stale = notify.start(first)
+        wait_for(lambda: len(notify.journal()) == before + 1, f"{first} to be journaled")
+        os.killpg(stale.pid, signal.SIGSTOP)  # the script and its flock child
+        newer = notify.start(last)
+        wait_for(lambda: len(notify.journal()) == before + 2, f"{last} to be journaled")
+        assert newer.poll() is None  # waiting for the lock
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    out_newer, _ = newer.communicate(timeout=60)
+    assert newer.returncode == 0, out_newer
+    assert (notify.source() == notify.volume.device) == (last == "MASTER"), out_newer
+    os.killpg(stale.pid, signal.SIGCONT)
+    out_stale, _ = stale.communicate(timeout=60)
+    assert stale.returncode == 0, out_stale
+    assert (notify.source() == notify.volume.device) == (last == "MASTER"), out_stale
+    check(notify.call("BACKUP"))
+
+
+@pytest.mark.parametrize(("first", "last"), ORDERS)
+def test_calls_nearly_at_once_end_in_the_last_state(notify: Notify, first: str, last: str) -> None:
+    """No help from the test: the second call starts as soon as the first is journaled."""
+    _prepare(notify, first)
+    before = len(notify.journal())
+    a = notify.start(first)
+    wait_for(lambda: len(notify.journal()) > before, f"{first} to be journaled", timeout=10)
+    b = notify.start(last)
+    out_a, _ = a.communicate(timeout=60)
+    out_b, _ = b.communicate(timeout=60)
+    assert a.returncode == 0 and b.returncode == 0, (out_a, out_b)
+    assert [line.split()[0] for line in notify.journal()[before:]] == [first, last]
+    assert (notify.source() == notify.volume.device) == (last == "MASTER"), (out_a, out_b)
+    check(notify.call("BACKUP"))
+
+
+def test_something_else_mounted_there_is_left_alone(notify: Notify, tmp_path: Path) -> None:
+    """A bind mount of a plain directory on the mount point is not the volume: BACKUP must not
+    unmount it nor kill its users. Run in its own mount and PID namespaces, so that even a
+    broken script's `fuser -k` could only reach the processes of this test."""
+    other = tmp_path / "not-the-volume"
+    other.mkdir()
+    notify.mount_point.mkdir(parents=True)
+    scenario = r"""
+        mount --bind "$OTHER" "$MNT" || exit 10
+        sleep 600 3>>"$MNT/held.log" &
+        holder=$!
+        "$SCRIPT" INSTANCE REPO_CLUSTER BACKUP 100 || exit 11
+        kill -0 "$holder" || exit 12
+        [ "$(findmnt -n -o TARGET --mountpoint "$MNT")" = "$MNT" ] || exit 13
+        "$SCRIPT" INSTANCE REPO_CLUSTER MASTER 100 || exit 14
+        [ "$(findmnt -n -o SOURCE --mountpoint "$MNT" | tail -n 1)" = "$DEV" ] || exit 15
+        "$SCRIPT" INSTANCE REPO_CLUSTER FAULT 100 || exit 16
+        kill -0 "$holder" || exit 17
+        exit 0
+    """
+    env = {
+        **notify.env(),
+        "OTHER": str(other),
+        "MNT": str(notify.mount_point),
+        "SCRIPT": str(notify.script),
+        "DEV": notify.volume.device,
+    }
+    r = run(
+        "unshare", "--mount", "--pid", "--fork", "--mount-proc", "bash", "-c", scenario, env=env
+    )
+    assert r.returncode == 0, f"step exit {r.returncode}: {r.stdout}{r.stderr}"
+    assert (other / "held.log").exists()
