@@ -1,4 +1,4 @@
-"""The embedded lab's vSphere: VMware's vcsim on 127.0.0.1, holding the template the sim stack clones.
+"""The embedded lab's vSphere: vcsim on 127.0.0.1, holding the template the sim stack clones.
 
 vcsim keeps its inventory in memory: start() launches it (recording its pid under .lab/) and
 creates a powered-off VM marked as template with one disk on a paravirtual SCSI controller and
