@@ -19,6 +19,8 @@ from pyVmomi import vim
 from components import preflight
 from components.settings import Settings
 
+REPO = Path(__file__).resolve().parent.parent
+STATE = REPO / ".lab" / "vcsim"
 TEMPLATE_DISK_GB = 16
 TEMPLATE_GUEST_ID = "otherLinux64Guest"
 

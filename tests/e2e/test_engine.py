@@ -1,0 +1,58 @@
+"""The real Pulumi engine runs our program: config errors and preflight stop it before anything.
+
+vcsim stands in for vCenter. What needs the pulumi-resource-vsphere plugin (creating VMs) is
+not here: that plugin cannot be obtained on this machine (see README, Troubleshooting).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _resources(project) -> list[str]:
+    out = project.pulumi("stack", "export")
+    doc = json.loads(out.stdout)
+    return [r["type"] for r in doc.get("deployment", {}).get("resources") or []]
+
+
+def test_invalid_config_fails_before_any_resource(project) -> None:
+    project.config("repo-cluster:xfsLabel", "far-too-long-label")
+    project.config("repo-cluster:virtualRouterId", "300")
+    project.config("repo-cluster:vip", "198.18.60.160/24")
+    out = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    for key in ("repo-cluster:xfsLabel", "repo-cluster:virtualRouterId", "repo-cluster:nodes"):
+        assert key in text, f"{key} not named in:\n{text}"
+    assert "invalid stack configuration" in text
+    assert [t for t in _resources(project) if t != "pulumi:pulumi:Stack"] == []
+
+
+def test_preflight_against_vcsim_lists_every_problem(project, vcsim) -> None:
+    project.config("vsphere:vsphereServer", vcsim.server)
+    project.config("repo-cluster:template", "no-such-template")
+    project.config("repo-cluster:network", "no-such-network")
+    project.config("repo-cluster:diskGb", "60000")
+    out = project.pulumi("preview", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "preflight found 3 problem(s)" in text, text
+    assert "'no-such-template' not found" in text
+    assert "'no-such-network' not found" in text
+    assert "the new disks need 120000 GiB" in text
+
+
+def test_preflight_passes_then_engine_reaches_the_vsphere_provider(project, vcsim) -> None:
+    """With a valid stack and vcsim answering, the program gets past settings and preflight and
+    registers the RepoCluster; the next step is the vSphere provider plugin."""
+    project.config("vsphere:vsphereServer", vcsim.server)
+    out = project.pulumi("preview", check=False)
+    text = out.stdout + out.stderr
+    assert "preflight found" not in text, text
+    assert "repo-cluster:index:RepoCluster" in text, text
+    if out.returncode != 0:
+        assert "pulumi-resource-vsphere" in text, text
