@@ -19,6 +19,8 @@ import pulumi_vsphere as vsphere
 
 from components.authpass_resource import AuthPass
 from components.bundle import Bundle, Secrets, authorized_keys, render_node
+from components.converge_resource import NodeConverge, NodeConvergeArgs
+from components.fleet import key_path
 from components.hostkeys_resource import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
 from components.settings import Settings
@@ -121,6 +123,25 @@ class RepoCluster(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+
+        if s.converge:  # Fabric makes each node match its bundle once its VM exists
+            for n in s.nodes:
+                vm = self.nodes[n.name].vm
+                NodeConverge(
+                    f"{name}-{n.name}-converge",
+                    NodeConvergeArgs(
+                        vm_id=vm.id,
+                        bundle=self.bundles[n.name],
+                        ip=str(n.ip),
+                        ssh_user=s.ssh_user,
+                        key_file=key_path(s, args.root),
+                        known_host_keys=self.host_keys.public_keys,
+                        trust_first_contact=s.trust_first_contact,
+                        mount_point=s.mount_point,
+                        xfs_label=s.xfs_label,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
+                )
 
         if s.anti_affinity:
             vsphere.ComputeClusterVmAntiAffinityRule(

@@ -180,6 +180,27 @@ def test_sim_stack_has_no_anti_affinity_rule(run_stack, stack_config) -> None:
     assert sim.of_type(RULE) == []
 
 
+CONVERGE = "pulumi-python:dynamic/repo-cluster:NodeConverge"
+
+
+def test_each_node_gets_a_converge_step_with_its_bundle_as_a_secret(lab) -> None:
+    steps = {r.name: r for r in lab.of_type(CONVERGE)}
+    assert sorted(steps) == ["repo-cluster-repo1-converge", "repo-cluster-repo2-converge"]
+    for name, ip in (("repo1", "10.2.50.161"), ("repo2", "10.2.50.162")):
+        step = steps[f"repo-cluster-{name}-converge"]
+        assert step.inputs["ip"] == ip
+        assert step.inputs["vm_id"] == lab.vms[name].id
+        assert rpc.is_rpc_secret(step.inputs["bundle"])
+        assert step.inputs["trust_first_contact"] is False
+
+
+def test_converge_off_registers_no_converge_step(run_lab, lab_config) -> None:
+    run = run_lab(config=lab_config(**{"repo-cluster:converge": False}))
+    assert run.error is None, run.error
+    assert sorted(run.vms) == ["repo1", "repo2"]
+    assert run.of_type(CONVERGE) == []
+
+
 # --------------------------------------------------------------------------- change and stability
 
 
@@ -211,7 +232,8 @@ def test_changing_one_node_changes_only_that_node(lab, run_lab, lab_config, chan
     before, after = _inputs_by_name(lab), _inputs_by_name(changed)
     assert before.keys() == after.keys()
     differing = sorted(name for name in before if before[name] != after[name])
-    assert differing == ["repo-cluster-repo2-vm"]
+    # repo2's VM and repo2's converge step: nothing of repo1
+    assert differing == ["repo-cluster-repo2-converge", "repo-cluster-repo2-vm"]
 
 
 # --------------------------------------------------------------------------- secrets

@@ -1,0 +1,277 @@
+"""NodeConverge: the Fabric converge of one node, as a Pulumi dynamic resource.
+
+Registered per node after its VM (``depends_on``), so ``pulumi up`` ends with every node
+matching its bundle. Inputs: the node's address and SSH access, the trusted host public keys,
+the bundle (serialized, secret) and its digest. ``diff`` reports an update (never a replace)
+when any of them changes, so a new bundle digest converges the node again; ``delete`` stops
+keepalived and unmounts the volume (best effort, bounded, never a lazy unmount) before the VM
+goes away.
+
+The provider does its SSH work through a :class:`Runner`; tests hand it a fake one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+from components.bundle import Bundle, BundleFile
+from components.settings import Node
+
+# Inputs whose change means "converge again" (all of them: an update, never a replace).
+WATCHED = (
+    "vm_id",
+    "digest",
+    "ip",
+    "ssh_user",
+    "key_file",
+    "known_host_keys",
+    "trust_first_contact",
+    "mount_point",
+    "xfs_label",
+)
+RESULTS = ("changed", "count", "first_contact_fingerprint")
+RELEASE_TIMEOUT = 60
+
+
+# --------------------------------------------------------------------------- bundle as JSON
+
+
+def bundle_to_json(b: Bundle) -> str:
+    """What a converge needs of a bundle (not its cloud-init documents), as JSON."""
+    return json.dumps(
+        {
+            "node": {"name": b.node.name, "ip": str(b.node.ip), "priority": b.node.priority},
+            "os_family": b.os_family,
+            "files": [
+                {
+                    "path": f.path,
+                    "content": base64.b64encode(f.content).decode(),
+                    "mode": f.mode,
+                    "owner": f.owner,
+                    "group": f.group,
+                    "secret": f.secret,
+                }
+                for f in b.files
+            ],
+            "package_sources": list(b.package_sources),
+            "packages": list(b.packages),
+            "services": list(b.services),
+        },
+        sort_keys=True,
+    )
+
+
+def bundle_from_json(text: str) -> Bundle:
+    """The inverse of :func:`bundle_to_json` (user_data and meta_data left empty)."""
+    import ipaddress
+
+    d = json.loads(text)
+    node = Node(d["node"]["name"], ipaddress.IPv4Address(d["node"]["ip"]), d["node"]["priority"])
+    files = tuple(
+        BundleFile(
+            f["path"],
+            base64.b64decode(f["content"]),
+            f["mode"],
+            f["owner"],
+            f["group"],
+            f["secret"],
+        )
+        for f in d["files"]
+    )
+    return Bundle(
+        node=node,
+        os_family=d["os_family"],
+        files=files,
+        package_sources=tuple(d["package_sources"]),
+        packages=tuple(d["packages"]),
+        services=tuple(d["services"]),
+        user_data="",
+        meta_data="",
+    )
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class Runner(Protocol):
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        """Converge the node; return the RESULTS outputs, raise naming node and step."""
+        ...
+
+    def release(self, props: dict[str, Any]) -> None:
+        """Stop keepalived and unmount the volume; best effort, never raises."""
+        ...
+
+
+def release_command(mount_point: str, label: str) -> str:
+    """Stop keepalived, then unmount the volume if it is still mounted (1.3.5 sends no STOP to
+    the notify script). Holders are killed only when what is mounted there IS the labelled
+    volume; never ``umount -l``."""
+    mp, lb = shlex.quote(mount_point), shlex.quote(label)
+    return (
+        "systemctl stop keepalived.service; "
+        # the notify script's lock: its own STOP/BACKUP release is not running meanwhile
+        "mkdir -p -m 0700 /run/keepalivednotify; exec 9>>/run/keepalivednotify/lock; "
+        "flock -w 30 9; "
+        f'src=$(findmnt -rn -o SOURCE --mountpoint {mp} | tail -n 1); [ -n "$src" ] || exit 0; '
+        f'[ "$(blkid -o value -s LABEL "$src")" = {lb} ] || '
+        f'{{ echo "{mount_point} holds $src, not the volume {label}: left alone" >&2; exit 0; }}; '
+        f"fuser -k -M -m {mp} >/dev/null 2>&1; umount {mp}"
+    )
+
+
+class SshRunner:
+    """The real thing: converge over SSH (components.converge) with strict host keys."""
+
+    def _target(self, props: dict[str, Any], first_contact: bool) -> Any:
+        from components import sshconn
+
+        return sshconn.Target(
+            name=str(props["node"]),
+            host=str(props["ip"]),
+            user=str(props["ssh_user"]),
+            key_file=str(props["key_file"]),
+            known_keys=tuple(props["known_host_keys"]),
+            trust_first_contact=first_contact,
+        )
+
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        from components import converge, sshconn
+
+        accepted: list[str] = []
+
+        def report(message: str) -> None:
+            accepted.append(message)
+            _log(message)
+
+        target = self._target(props, bool(props["trust_first_contact"]))
+        c = sshconn.connect(target, report=report)
+        try:
+            result = converge.converge_node(c, bundle_from_json(str(props["bundle"])), log=_log)
+        finally:
+            c.close()
+        if result.error:
+            raise RuntimeError(result.error)
+        fingerprint = accepted[0].rsplit(" ", 1)[-1] if accepted else None
+        return {
+            "changed": result.changed,
+            "count": result.count,
+            "first_contact_fingerprint": fingerprint,
+        }
+
+    def release(self, props: dict[str, Any]) -> None:
+        from components import sshconn
+
+        try:
+            with sshconn.connect(self._target(props, False)) as c:
+                r = c.run(
+                    release_command(str(props["mount_point"]), str(props["xfs_label"])),
+                    hide=True,
+                    warn=True,
+                    in_stream=False,
+                    timeout=RELEASE_TIMEOUT,
+                )
+                if not r.ok:
+                    _log(f"{props['node']}: release: {r.stderr.strip()[-300:]}")
+        except Exception as e:  # best effort: the VM is about to be deleted anyway
+            _log(f"{props['node']}: release skipped: {type(e).__name__}: {e}")
+
+
+def _log(message: str) -> None:
+    try:
+        pulumi.log.info(message)
+    except Exception:  # outside an engine (tests, CLI)
+        print(message)
+
+
+# --------------------------------------------------------------------------- provider
+
+
+class NodeConvergeProvider(ResourceProvider):
+    def __init__(self, runner: Runner | None = None) -> None:
+        self.runner = runner
+
+    def _runner(self) -> Runner:
+        return self.runner if self.runner is not None else SshRunner()
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        inputs = {k: v for k, v in props.items() if k not in RESULTS and k != "__provider"}
+        return {**inputs, **self._runner().converge(inputs)}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"{props['node']}-converge", outs=self._apply(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._apply(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        self._runner().release(props)
+
+
+# --------------------------------------------------------------------------- resource
+
+
+@dataclass(frozen=True)
+class NodeConvergeArgs:
+    """One node's converge inputs."""
+
+    vm_id: pulumi.Input[str]
+    """The node VM's id: a replaced VM is converged again."""
+    bundle: pulumi.Input[Bundle]
+    """The node's rendered bundle (RepoCluster.bundles[name]); sent serialized, as a secret."""
+    ip: str
+    """Address Fabric connects to."""
+    ssh_user: str
+    """SSH user (root)."""
+    key_file: str
+    """Operator private key path on the machine running ``pulumi up``."""
+    known_host_keys: pulumi.Input[list[str]]
+    """The shared host public keys: the only keys trusted."""
+    trust_first_contact: bool
+    """Accept (and report) a node's own key once when it lacks the shared one."""
+    mount_point: str
+    """Where the MASTER mounts the volume (unmounted on delete)."""
+    xfs_label: str
+    """Label of the volume: only that file system is ever unmounted on delete."""
+
+
+class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
+    """Converges one node to its bundle on create and on every bundle change."""
+
+    changed: pulumi.Output[list[str]]
+    count: pulumi.Output[int]
+    first_contact_fingerprint: pulumi.Output[str | None]
+
+    def __init__(
+        self, name: str, args: NodeConvergeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        bundle = pulumi.Output.from_input(args.bundle)
+        props: dict[str, Any] = {
+            "vm_id": args.vm_id,
+            "node": pulumi.Output.unsecret(bundle.apply(lambda b: b.node.name)),
+            "digest": pulumi.Output.unsecret(bundle.apply(lambda b: b.digest)),
+            "bundle": pulumi.Output.secret(bundle.apply(bundle_to_json)),
+            "ip": args.ip,
+            "ssh_user": args.ssh_user,
+            "key_file": args.key_file,
+            "known_host_keys": args.known_host_keys,
+            "trust_first_contact": args.trust_first_contact,
+            "mount_point": args.mount_point,
+            "xfs_label": args.xfs_label,
+            **dict.fromkeys(RESULTS),
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle"])
+        super().__init__(
+            NodeConvergeProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret)
+        )

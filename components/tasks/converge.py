@@ -1,0 +1,119 @@
+"""`fab converge` and `fab status`: a deployed stack's nodes, over SSH with strict host keys.
+
+Settings, secrets and the shared host keys come from the stack itself (Pulumi config and
+state, components/stack_secrets.py): the CLI converges to exactly what ``pulumi up`` rendered.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import sys
+from pathlib import Path
+
+from invoke import task
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from components import fleet, stack_secrets
+from components.bundle import Secrets, authorized_keys, render_cluster
+from components.settings import ConfigError, Settings
+from components.status import NodeStatus, cluster_problems
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> fleet.Access:
+    return fleet.Access(
+        user=s.ssh_user,
+        key_file=fleet.key_path(s, ROOT),
+        known_keys=tuple(k.public for k in secrets.host_keys),
+        trust_first_contact=trust_first_contact,
+    )
+
+
+def _load(stack: str, task_name: str) -> tuple[Settings, Secrets]:
+    try:
+        s, host_keys, auth_pass = stack_secrets.load(stack, ROOT)
+    except (stack_secrets.StackStateError, ConfigError) as e:
+        raise Exit(f"{task_name}: {e}", code=2) from None
+    return s, Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def print_outcome(outcome: fleet.Outcome) -> None:
+    for name, r in outcome.results.items():
+        if r.error:
+            print(f"{name}: FAILED after {r.count} change(s): {r.error}")
+        else:
+            print(f"{name}: {r.count} change(s)" if r.count else f"{name}: up to date")
+        for path in r.changed:
+            print(f"    {path}")
+    print_status(outcome.statuses, outcome.problems)
+
+
+def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
+    if statuses:
+        print(f"{'node':<12} {'ip':<16} {'vrrp':<12} {'vip':<5} mounted")
+        for st in statuses:
+            print(
+                f"{st.name:<12} {st.ip:<16} {st.vrrp_state:<12} "
+                f"{'yes' if st.holds_vip else '-':<5} {'yes' if st.mounted else '-'}"
+                + (f"  ({st.error})" if st.error else "")
+            )
+    for p in problems:
+        print(f"cluster: {p}")
+
+
+@task(
+    help={
+        "stack": "Stack name (its deployed state holds the shared host keys).",
+        "json": "Print one JSON object instead of the summary.",
+        "trust-first-contact": "Accept, once, the own host key of a node that lacks the shared "
+        "one (a fresh lab node, a server being adopted); its fingerprint is printed.",
+    }
+)
+def converge(c: Context, stack: str, json: bool = False, trust_first_contact: bool = False) -> None:
+    """Make every node match its bundle, in parallel; exit non-zero if any node fails."""
+    s, secrets = _load(stack, "converge")
+    if secrets.placeholders:
+        _stderr(f"converge: placeholders in the bundles: {', '.join(secrets.placeholders)}")
+    bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
+    report = _stderr if json else print
+    outcome = fleet.converge_stack(
+        s, bundles, access_for(s, secrets, trust_first_contact), report=report
+    )
+    if json:
+        print(_json.dumps(outcome.as_dict(), indent=2))
+    else:
+        print_outcome(outcome)
+    if not outcome.ok:
+        raise Exit(code=1)
+
+
+@task(
+    help={
+        "stack": "Stack name (its deployed state holds the shared host keys).",
+        "json": "Print one JSON object instead of the table.",
+    }
+)
+def status(c: Context, stack: str, json: bool = False) -> None:
+    """VRRP state, VIP and mount as each node reports them; exit 1 unless exactly one
+    MASTER holds the VIP and the volume."""
+    s, secrets = _load(stack, "status")
+    statuses = fleet.cluster_status(s, access_for(s, secrets, False))
+    problems = cluster_problems(statuses)
+    if json:
+        doc = {
+            "nodes": [st.as_dict() for st in statuses],
+            "vip": str(s.vip.ip),
+            "problems": problems,
+        }
+        print(_json.dumps(doc, indent=2))
+    else:
+        print(f"VIP {s.vip.ip}")
+        print_status(statuses, problems)
+    if problems:
+        raise Exit(code=1)

@@ -1,0 +1,200 @@
+"""NodeConverge: the provider driven directly with a fake runner, and its registration under
+Pulumi mocks (inputs, secrets, dependency on the VM)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
+
+from components import converge_resource as cr
+from components import hostkeys
+from components.bundle import Secrets, render_node
+from tests.conftest import stack_settings
+
+pytestmark = pytest.mark.unit
+
+KEYS = hostkeys.generate("root@test")
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    s = stack_settings("sim")
+    secrets = Secrets.resolve(s, host_keys=KEYS, vrrp_auth_pass="unit1234")
+    return render_node(s, s.nodes[0], secrets, ("ssh-ed25519 AAAA operator",))
+
+
+class FakeRunner:
+    def __init__(self, error: str | None = None) -> None:
+        self.error = error
+        self.converged: list[dict[str, Any]] = []
+        self.released: list[dict[str, Any]] = []
+
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        self.converged.append(props)
+        if self.error:
+            raise RuntimeError(self.error)
+        return {"changed": ["/etc/a"], "count": 1, "first_contact_fingerprint": None}
+
+    def release(self, props: dict[str, Any]) -> None:
+        self.released.append(props)
+
+
+def props(**over: Any) -> dict[str, Any]:
+    base = {
+        "vm_id": "4216a0c4-0001",
+        "node": "repo1",
+        "digest": "d1",
+        "bundle": "{}",
+        "ip": "198.18.50.161",
+        "ssh_user": "root",
+        "key_file": "/k",
+        "known_host_keys": ["ssh-ed25519 AAAA"],
+        "trust_first_contact": False,
+        "mount_point": "/mnt/veeamrepo",
+        "xfs_label": "veeamrepo",
+    }
+    return {**base, **over}
+
+
+DIFFS = [
+    pytest.param({}, False, id="same inputs: no change"),
+    pytest.param({"digest": "d2"}, True, id="new bundle digest: update"),
+    pytest.param({"ip": "198.18.50.171"}, True, id="new address: update"),
+    pytest.param({"vm_id": "4216a0c4-0002"}, True, id="replaced VM: update"),
+    pytest.param({"known_host_keys": ["ssh-rsa BBBB"]}, True, id="new host keys: update"),
+]
+
+
+@pytest.mark.parametrize(("over", "changes"), DIFFS)
+def test_diff_updates_never_replaces(over, changes):
+    olds = {**props(), "changed": ["/x"], "count": 1, "__provider": "p"}
+    d = cr.NodeConvergeProvider(FakeRunner()).diff("repo1-converge", olds, props(**over))
+    assert d.changes is changes
+    assert not d.replaces
+    assert not d.delete_before_replace
+
+
+def test_create_and_update_converge_and_keep_inputs():
+    runner = FakeRunner()
+    provider = cr.NodeConvergeProvider(runner)
+    created = provider.create({**props(), "changed": None, "count": None, "__provider": "p"})
+    assert created.id == "repo1-converge"
+    assert created.outs == {**props(), "changed": ["/etc/a"], "count": 1,
+                            "first_contact_fingerprint": None}  # fmt: skip
+    assert runner.converged == [props()]  # results and __provider are not runner inputs
+    updated = provider.update("repo1-converge", created.outs, props(digest="d2"))
+    assert updated.outs["digest"] == "d2"
+    assert runner.converged[-1]["digest"] == "d2"
+
+
+def test_create_fails_with_the_converge_error():
+    provider = cr.NodeConvergeProvider(FakeRunner(error="repo1: keepalived: boom"))
+    with pytest.raises(RuntimeError, match="repo1: keepalived: boom"):
+        provider.create(props())
+
+
+def test_delete_releases():
+    runner = FakeRunner()
+    cr.NodeConvergeProvider(runner).delete("repo1-converge", props())
+    assert runner.released == [props()]
+    assert runner.converged == []
+
+
+def test_release_command_never_lazy_and_checks_the_label():
+    cmd = cr.release_command("/mnt/veeam repo", "veeamrepo")
+    assert cmd.startswith("systemctl stop keepalived.service;")
+    assert "umount -l" not in cmd and "--lazy" not in cmd
+    assert "umount '/mnt/veeam repo'" in cmd
+    # holders are killed only after the mounted source proved to be the labelled volume
+    assert cmd.index("blkid -o value -s LABEL") < cmd.index("fuser -k")
+
+
+def test_bundle_json_round_trip(bundle):
+    back = cr.bundle_from_json(cr.bundle_to_json(bundle))
+    assert back.node == bundle.node
+    assert back.files == bundle.files
+    assert (back.packages, back.services, back.package_sources) == (
+        bundle.packages,
+        bundle.services,
+        bundle.package_sources,
+    )
+
+
+# --------------------------------------------------------------------------- under mocks
+
+
+class Recorder(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.inputs: dict[str, dict[str, Any]] = {}
+        self.dependencies: dict[str, list[str]] = {}
+        self.secret_outputs: dict[str, list[str]] = {}
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.inputs[args.name] = args.inputs
+        return f"{args.name}-id", {k: v for k, v in args.inputs.items() if k != "__provider"}
+
+    def call(self, args: Any) -> tuple[dict[str, Any], list[Any]]:
+        return {}, []
+
+
+class Monitor(MockMonitor):
+    def RegisterResource(self, request: Any) -> Any:
+        assert isinstance(self.mocks, Recorder)
+        self.mocks.dependencies[request.name] = list(request.dependencies)
+        self.mocks.secret_outputs[request.name] = list(request.additionalSecretOutputs)
+        return super().RegisterResource(request)
+
+
+def test_registration_under_mocks(bundle):
+    mocks = Recorder()
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project="repo-cluster", stack="sim", preview=False,
+                             monitor=Monitor(mocks))  # fmt: skip
+    publics = [k.public for k in KEYS]
+
+    @pulumi.runtime.test
+    def program() -> None:
+        vm = pulumi.CustomResource("vsphere:index/virtualMachine:VirtualMachine", "repo1-vm", {})
+        cr.NodeConverge(
+            "repo1-converge",
+            cr.NodeConvergeArgs(
+                vm_id=vm.id,
+                bundle=pulumi.Output.secret(bundle),
+                ip=str(bundle.node.ip),
+                ssh_user="root",
+                key_file="/keys/operator",
+                known_host_keys=publics,
+                trust_first_contact=True,
+                mount_point="/mnt/veeamrepo",
+                xfs_label="veeamrepo",
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[vm]),
+        )
+
+    program()
+    inputs = mocks.inputs["repo1-converge"]
+    assert rpc.is_rpc_secret(inputs["bundle"]), "the serialized bundle must be a secret input"
+    back = cr.bundle_from_json(rpc.unwrap_rpc_secret(inputs["bundle"]))
+    assert back.files == bundle.files
+    assert inputs["digest"] == bundle.digest, "the digest is public: previews show it change"
+    assert inputs["node"] == "repo1"
+    assert inputs["vm_id"] == "repo1-vm-id"
+    assert inputs["ip"] == "198.18.50.161"
+    assert inputs["known_host_keys"] == publics
+    assert inputs["trust_first_contact"] is True
+    assert (inputs["mount_point"], inputs["xfs_label"]) == ("/mnt/veeamrepo", "veeamrepo")
+    assert "__provider" in inputs
+    assert mocks.secret_outputs["repo1-converge"] == ["bundle"]
+    deps = mocks.dependencies["repo1-converge"]
+    assert [d.rsplit("$", 1)[-1] for d in deps] == [
+        "vsphere:index/virtualMachine:VirtualMachine::repo1-vm"
+    ], f"NodeConverge must depend on its VM, got {deps}"
+    # no secret value anywhere in the public inputs
+    public = {k: v for k, v in inputs.items() if k not in ("bundle", "__provider")}
+    for key in KEYS:
+        assert key.private.splitlines()[1] not in repr(public)
+    assert "unit1234" not in repr(public)

@@ -1,0 +1,169 @@
+"""Facts: the probe commands run by the real shell on this machine, and their parsers."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import facts, status
+
+pytestmark = pytest.mark.unit
+
+
+def sh(command: str) -> str:
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+OS_RELEASE = [
+    ('ID=centos\nVERSION_ID="7"\nID_LIKE="rhel fedora"\n', "el7"),
+    ('ID="rocky"\nVERSION_ID="8.9"\nID_LIKE="rhel centos fedora"\n', "el8"),
+    ('ID="almalinux"\nVERSION_ID="9.4"\n', "el9"),
+    ('ID=debian\nVERSION_ID="12"\n', "debian"),
+    ('ID=ubuntu\nVERSION_ID="22.04"\nID_LIKE=debian\n', "ubuntu"),
+]
+
+
+@pytest.mark.parametrize(("text", "family"), OS_RELEASE)
+def test_parse_os_release(text, family):
+    assert facts.parse_os_release(text) == family
+
+
+def test_parse_os_release_refuses_unknown():
+    with pytest.raises(facts.FactError, match="unsupported OS: ID='centos' VERSION_ID='6'"):
+        facts.parse_os_release('ID=centos\nVERSION_ID="6"\n')
+
+
+def test_this_machine_is_debian():
+    assert facts.parse_os_release(Path("/etc/os-release").read_text()) == "debian"
+
+
+@pytest.mark.parametrize(
+    ("out", "word"),
+    [
+        ("status: done\n", "done"),
+        ("\nstatus: running\n", "running"),
+        ("status: not run\n", "not run"),
+        ("", ""),
+    ],
+)
+def test_parse_cloud_init_status(out, word):
+    assert facts.parse_cloud_init_status(out) == word
+
+
+def test_cloud_init_never_ran_here_is_settled():
+    """This machine has cloud-init installed but never booted with it, like the lab nodes."""
+    proc = subprocess.run(["cloud-init", "status"], capture_output=True, text=True, check=False)
+    assert facts.parse_cloud_init_status(proc.stdout) in facts.CLOUD_INIT_SETTLED
+
+
+def test_file_states_command_for_real(tmp_path: Path):
+    a = tmp_path / "with space"
+    a.write_bytes(b"hello\n")
+    a.chmod(0o640)
+    missing = tmp_path / "missing"
+    paths = [str(a), str(missing), str(tmp_path / "it's")]
+    (tmp_path / "it's").write_bytes(b"")
+    states = facts.parse_file_states(paths, sh(facts.file_states_command(paths)))
+    me = sh("id -un").strip()
+    group = sh("id -gn").strip()
+    assert states[str(a)] == facts.FileState(
+        hashlib.sha256(b"hello\n").hexdigest(), 0o640, me, group
+    )
+    assert states[str(missing)] is None
+    assert states[str(tmp_path / "it's")].sha256 == hashlib.sha256(b"").hexdigest()
+
+
+def test_missing_packages_for_real():
+    pkgs = ["keepalived", "no-such-package-repo-cluster", "psmisc"]
+    out = sh(facts.missing_packages_command("debian", pkgs))
+    assert facts.parse_missing_packages("debian", pkgs, out) == ["no-such-package-repo-cluster"]
+
+
+def test_parse_missing_packages_rpm():
+    out = "keepalived installed\npackage ceph-common is not installed\n"
+    assert facts.parse_missing_packages("el7", ["keepalived", "ceph-common"], out) == [
+        "ceph-common"
+    ]
+
+
+def test_parse_unit_states():
+    units = ["a.service", "b.service"]
+    got = facts.parse_unit_states(units, "enabled active\nunknown inactive\n")
+    assert got == {
+        "a.service": facts.UnitState("enabled", "active"),
+        "b.service": facts.UnitState("unknown", "inactive"),
+    }
+    with pytest.raises(facts.FactError):
+        facts.parse_unit_states(units, "enabled active\n")
+
+
+IP_ADDR = (
+    "2: ens160    inet 198.18.50.161/24 brd 198.18.50.255 scope global ens160\\ ...\n"
+    "2: ens160    inet 198.18.50.160/24 scope global secondary ens160\\ ...\n"
+)
+MOUNTS = "/dev/vda / ext4 rw 0 0\n/dev/loop0 /mnt/veeamrepo xfs rw,relatime 0 0\n"
+
+
+def test_parse_holds_vip_and_mounted():
+    assert facts.parse_holds_vip(IP_ADDR, "198.18.50.160")
+    assert not facts.parse_holds_vip(IP_ADDR, "198.18.50.16")
+    vol = {"/dev/loop0"}
+    assert facts.parse_mounted(MOUNTS, "/mnt/veeamrepo", vol)
+    assert facts.parse_mounted(MOUNTS, "/mnt/veeamrepo/", vol)
+    assert not facts.parse_mounted(MOUNTS, "/mnt/veeam", vol)
+    assert not facts.parse_mounted(MOUNTS, "/mnt/veeamrepo", {"/dev/rbd0"})
+    assert facts.parse_mounted("/dev/x /mnt/a\\040b xfs rw 0 0\n", "/mnt/a b", {"/dev/x"})
+
+
+def test_a_bind_mount_on_the_mount_point_is_not_the_volume():
+    """The lab binds a directory of / over the mount point: only the volume on top counts."""
+    bind = "/dev/vda /mnt/veeamrepo ext4 rw 0 0\n"
+    assert not facts.parse_mounted(bind, "/mnt/veeamrepo", {"/dev/loop0"})
+    assert facts.parse_mounted(bind + MOUNTS, "/mnt/veeamrepo", {"/dev/loop0"})
+
+
+def test_parse_status():
+    out = "active=active\nvolume=/dev/loop0 \njournal=MASTER 4242\n--repo-cluster--\n" + IP_ADDR
+    out += "--repo-cluster--\n" + MOUNTS
+    st = status.parse_status("repo1", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", out)
+    assert st == status.NodeStatus("repo1", "198.18.50.161", "MASTER", True, True)
+    stopped = out.replace("active=active", "active=inactive")
+    st = status.parse_status("repo1", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", stopped)
+    assert st.vrrp_state == "STOPPED"
+
+
+CLUSTERS = [
+    pytest.param(
+        [("repo1", "MASTER", True, True), ("repo2", "BACKUP", False, False)], [], id="healthy"
+    ),
+    pytest.param(
+        [("repo1", "BACKUP", False, False), ("repo2", "MASTER", True, True)],
+        [],
+        id="healthy after a failover (nopreempt)",
+    ),
+    pytest.param(
+        [("repo1", "MASTER", True, True), ("repo2", "MASTER", True, True)],
+        [
+            "2 MASTER nodes (repo1, repo2), want 1",
+            "VIP held by repo1, repo2",
+            "volume mounted on repo1, repo2",
+        ],
+        id="split brain",
+    ),
+    pytest.param(
+        [("repo1", "MASTER", True, False), ("repo2", "UNREACHABLE", False, False)],
+        ["volume mounted on no node", "repo2 is UNREACHABLE, want BACKUP"],
+        id="master without mount, peer gone",
+    ),
+]
+
+
+@pytest.mark.parametrize(("nodes", "problems"), CLUSTERS)
+def test_cluster_problems(nodes, problems):
+    statuses = [status.NodeStatus(n, "ip", s, v, m) for n, s, v, m in nodes]
+    assert status.cluster_problems(statuses) == problems

@@ -1,0 +1,290 @@
+"""Operations, pyinfra style: (desired state, facts) -> the commands a converge runs.
+
+Every table ends with a second-run case: facts that already match give no command at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import operations as ops
+from components.bundle import BundleFile
+from components.facts import FileState, UnitState
+
+pytestmark = pytest.mark.unit
+
+CONF = BundleFile("/etc/keepalived/keepalived.conf", b"vrrp_instance X {}\n", 0o600, secret=True)
+NOTIFY = BundleFile("/usr/local/bin/keepalivednotify.sh", b"#!/bin/bash\n", 0o755)
+SYSCTL = BundleFile(
+    "/etc/sysctl.d/90-repo-cluster.conf", b"# c\nnet.ipv4.ip_nonlocal_bind = 1\n", 0o644
+)
+UNIT = BundleFile("/etc/systemd/system/rbd-veeamrepo.service", b"[Unit]\n", 0o644)
+HOSTKEY = BundleFile("/etc/ssh/ssh_host_ed25519_key", b"-----BEGIN...\n", 0o600, secret=True)
+
+
+def state(f: BundleFile, **over: object) -> FileState:
+    base = {
+        "sha256": hashlib.sha256(f.content).hexdigest(),
+        "mode": f.mode,
+        "owner": f.owner,
+        "group": f.group,
+    }
+    return FileState(**{**base, **over})  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- packages
+
+PACKAGES = [
+    pytest.param(
+        "debian",
+        ("apt-get update -qq",),
+        ["ceph-common"],
+        [
+            "apt-get update -qq",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+            "-o Dpkg::Options::=--force-confold ceph-common",
+        ],
+        id="debian-missing-one: sources (with the update) then one install",
+    ),
+    pytest.param(
+        "ubuntu",
+        (),
+        ["keepalived", "psmisc"],
+        [
+            "apt-get update -qq",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+            "-o Dpkg::Options::=--force-confold keepalived psmisc",
+        ],
+        id="ubuntu-no-sources: an update before installing",
+    ),
+    pytest.param(
+        "el7",
+        ("yum -y clean metadata", "yum -y makecache fast"),
+        ["epel-release", "keepalived"],
+        [
+            "yum -y clean metadata",
+            "yum -y makecache fast",
+            "yum -y -q install epel-release keepalived",
+        ],
+        id="el7-yum",
+    ),
+    pytest.param("el9", ("dnf -y makecache",), ["x"], ["dnf -y makecache", "dnf -y -q install x"]),
+    pytest.param("debian", ("apt-get update -qq",), [], [], id="second-run-debian: nothing"),
+    pytest.param("el7", ("yum -y makecache fast",), [], [], id="second-run-el7: nothing"),
+]
+
+
+@pytest.mark.parametrize(("family", "sources", "missing", "expected"), PACKAGES)
+def test_install_packages(family, sources, missing, expected):
+    assert ops.install_packages(family, sources, missing) == expected
+
+
+def test_package_names_are_quoted():
+    cmds = ops.install_packages("el8", (), ["a;rm -rf /"])
+    assert cmds == ["dnf -y -q install 'a;rm -rf /'"]
+
+
+# --------------------------------------------------------------------------- files
+
+FILES = [
+    pytest.param({}, [(CONF, True), (NOTIFY, True)], id="fresh node: both written"),
+    pytest.param(
+        {CONF.path: state(CONF, sha256="0" * 64), NOTIFY.path: state(NOTIFY)},
+        [(CONF, True)],
+        id="content differs: rewrite",
+    ),
+    pytest.param(
+        {CONF.path: state(CONF, mode=0o644), NOTIFY.path: state(NOTIFY)},
+        [(CONF, False)],
+        id="mode differs: chmod only",
+    ),
+    pytest.param(
+        {CONF.path: state(CONF), NOTIFY.path: state(NOTIFY, owner="nobody")},
+        [(NOTIFY, False)],
+        id="owner differs: chown only",
+    ),
+    pytest.param(
+        {CONF.path: state(CONF), NOTIFY.path: state(NOTIFY)}, [], id="second run: nothing"
+    ),
+]
+
+
+@pytest.mark.parametrize(("facts", "expected"), FILES)
+def test_file_changes(facts, expected):
+    changes = ops.file_changes([CONF, NOTIFY], facts)
+    assert [(c.file, c.content) for c in changes] == expected
+    assert (
+        ops.file_changes([CONF, NOTIFY], {CONF.path: state(CONF), NOTIFY.path: state(NOTIFY)}) == []
+    )
+
+
+def test_write_files_script_runs_for_real(tmp_path: Path):
+    """The script the converge feeds to `sh -s`, run by the real sh on a scratch tree: files
+    land byte for byte with their mode, parents are created, and no temp file is left."""
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    grp = subprocess.run(["id", "-gn"], capture_output=True, text=True, check=True).stdout.strip()
+    secret = BundleFile(str(tmp_path / "new/dir/key"), bytes(range(256)) * 3, 0o600, me, grp, True)
+    plain = BundleFile(str(tmp_path / "a b.conf"), b"x = 'y'\n", 0o644, me, grp)
+    (tmp_path / "a b.conf").write_bytes(b"old")
+    (tmp_path / "a b.conf").chmod(0o666)
+    attrs_only = BundleFile(str(tmp_path / "same"), b"same\n", 0o640, me, grp)
+    (tmp_path / "same").write_bytes(b"same\n")
+    changes = [
+        ops.FileChange(secret, True),
+        ops.FileChange(plain, True),
+        ops.FileChange(attrs_only, False),
+    ]
+    script = ops.write_files_script(changes)
+    assert bytes(range(256)) not in script.encode()  # content travels base64-encoded
+    proc = subprocess.run(["sh", "-s"], input=script.encode(), capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    for f in (secret, plain, attrs_only):
+        p = Path(f.path)
+        assert p.read_bytes() == f.content
+        assert p.stat().st_mode & 0o7777 == f.mode, f.path
+    assert (tmp_path / "new/dir").stat().st_mode & 0o777 == 0o755
+    leftovers = [p.name for p in tmp_path.rglob(".*")]
+    assert leftovers == [], f"temp files left: {leftovers}"
+
+
+def test_write_files_script_keeps_secrets_private_while_writing():
+    script = ops.write_files_script([ops.FileChange(HOSTKEY, True)])
+    lines = script.splitlines()
+    # umask 077 before any file is made; mktemp creates 0600; mode set before the rename
+    assert lines.index("umask 077") < next(i for i, ln in enumerate(lines) if "mktemp" in ln)
+    chmod = next(i for i, ln in enumerate(lines) if ln.startswith("chmod 0600"))
+    move = next(i for i, ln in enumerate(lines) if ln.startswith("mv -f"))
+    assert chmod < move
+    assert "mktemp /etc/ssh/.ssh_host_ed25519_key.XXXXXX" in script
+
+
+# --------------------------------------------------------------------------- sysctl
+
+SYSCTL_CASES = [
+    pytest.param([SYSCTL.path], {"net.ipv4.ip_nonlocal_bind": "1"}, True, id="file changed"),
+    pytest.param([], {"net.ipv4.ip_nonlocal_bind": "0"}, True, id="live value differs"),
+    pytest.param([], {"net.ipv4.ip_nonlocal_bind": ""}, True, id="live value unknown"),
+    pytest.param([], {"net.ipv4.ip_nonlocal_bind": "1"}, False, id="second run: nothing"),
+]
+
+
+@pytest.mark.parametrize(("changed", "live", "applies"), SYSCTL_CASES)
+def test_apply_sysctl(changed, live, applies):
+    expected = ["sysctl -p /etc/sysctl.d/90-repo-cluster.conf"] if applies else []
+    assert ops.apply_sysctl([SYSCTL, CONF], changed, live) == expected
+
+
+def test_sysctl_settings_parse():
+    text = b"# x\n; y\n\nnet.a.b=1\n-net/c/d =  2   3\n"
+    assert ops.sysctl_settings(text) == {"net.a.b": "1", "net.c.d": "2 3"}
+
+
+# --------------------------------------------------------------------------- units
+
+SERVICES = ("rbd-veeamrepo.service", "keepalived.service")
+UNITS = [
+    pytest.param(
+        [UNIT.path],
+        {s: UnitState("disabled", "inactive") for s in SERVICES},
+        [
+            "systemctl daemon-reload",
+            "systemctl enable rbd-veeamrepo.service",
+            "systemctl enable keepalived.service",
+            "systemctl start rbd-veeamrepo.service",
+        ],
+        id="fresh node: reload, enable both, start the rbd unit (keepalived apart)",
+    ),
+    pytest.param(
+        [],
+        {
+            "rbd-veeamrepo.service": UnitState("enabled", "active"),
+            "keepalived.service": UnitState("disabled", "active"),
+        },
+        ["systemctl enable keepalived.service"],
+        id="one disabled",
+    ),
+    pytest.param(
+        [UNIT.path],
+        {s: UnitState("enabled", "active") for s in SERVICES},
+        ["systemctl daemon-reload"],
+        id="unit changed on a running node: reload only, the rbd unit is not restarted",
+    ),
+    pytest.param(
+        [CONF.path],
+        {s: UnitState("enabled", "active") for s in SERVICES},
+        [],
+        id="second run: nothing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changed", "states", "expected"), UNITS)
+def test_units(changed, states, expected):
+    got = [
+        *ops.daemon_reload(changed),
+        *ops.enable_services(SERVICES, states),
+        *ops.start_services(SERVICES, states),
+    ]
+    assert got == expected
+
+
+# --------------------------------------------------------------------------- daemons
+
+SSHD = [
+    pytest.param("el7", [HOSTKEY.path], True, ["sshd -t", "systemctl restart sshd.service"]),
+    pytest.param("debian", [HOSTKEY.path], True, ["sshd -t", "systemctl restart ssh.service"]),
+    pytest.param(
+        "debian",
+        [],
+        False,
+        ["sshd -t", "systemctl restart ssh.service"],
+        id="keys in place but sshd still serves its own: restart",
+    ),
+    pytest.param("debian", [CONF.path], True, [], id="second run: nothing"),
+]
+
+
+@pytest.mark.parametrize(("family", "changed", "presents_shared", "expected"), SSHD)
+def test_restart_sshd(family, changed, presents_shared, expected):
+    assert ops.restart_sshd(family, changed, presents_shared) == expected
+
+
+KEEPALIVED = [
+    pytest.param(
+        "debian",
+        [CONF.path],
+        "active",
+        [
+            "keepalived -t -f /etc/keepalived/keepalived.conf",
+            "systemctl reload keepalived.service",
+        ],
+        id="config changed, running: validate, reload",
+    ),
+    pytest.param(
+        "el9",
+        [NOTIFY.path],
+        "inactive",
+        ["keepalived -t -f /etc/keepalived/keepalived.conf", "systemctl start keepalived.service"],
+        id="notify changed, stopped: validate, start",
+    ),
+    pytest.param(
+        "el7",
+        [CONF.path],
+        "active",
+        ["systemctl reload keepalived.service"],
+        id="el7 (1.3.5 has no --config-test)",
+    ),
+    pytest.param(
+        "debian", [], "failed", ["systemctl start keepalived.service"], id="unchanged, not running"
+    ),
+    pytest.param("debian", [SYSCTL.path], "active", [], id="second run: nothing"),
+]
+
+
+@pytest.mark.parametrize(("family", "changed", "active", "expected"), KEEPALIVED)
+def test_keepalived(family, changed, active, expected):
+    assert ops.keepalived(family, changed, active) == expected
