@@ -1,0 +1,370 @@
+"""Converge on the lab: bare lab nodes become repo nodes, and stay so, over real SSH.
+
+    host 198.18.50.1 ── bridge ── repo1 198.18.50.161 (priority 101)  sshd, keepalived
+                              └── repo2 198.18.50.162 (priority 100)  sshd, keepalived
+    VIP 198.18.50.160 on the MASTER; /dev/loopN: XFS "veeamrepo", mounted on the MASTER only
+
+The tests run in file order on one lab (module fixture `sim_lab`, removed at the end, failed
+or not): first converge (trusting the nodes' own keys once) -> files, daemons, one MASTER ->
+real OpenSSH with only the shared key -> second converge changes nothing -> one tampered file
+-> one unreachable node (through the real `fab converge` CLI).
+Everything is checked from the nodes themselves (node_exec, ssh), not from converge's report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from components import fleet, hostkeys
+from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
+from components.lab import Lab, node_exec
+from components.tasks.converge import access_for
+from tests.lab.labkit import FAB, ROOT, STACK, keyscan, sh
+
+pytestmark = pytest.mark.lab
+
+SYSCTL = "/etc/sysctl.d/90-repo-cluster.conf"
+
+
+@pytest.fixture(scope="module")
+def secrets(sim_lab: Lab) -> Secrets:
+    keys = hostkeys.generate("root@repo-cluster.skunkworks.test")
+    return Secrets.resolve(sim_lab.settings, host_keys=keys, vrrp_auth_pass="labtest1")
+
+
+@pytest.fixture(scope="module")
+def bundles(sim_lab: Lab, secrets: Secrets) -> dict[str, Bundle]:
+    s = sim_lab.settings
+    return render_cluster(s, secrets, authorized_keys(s, ROOT))
+
+
+@pytest.fixture(scope="module")
+def own_fingerprints(sim_lab: Lab) -> dict[str, str]:
+    """Each bare node's own ed25519 host key fingerprint, before anything converged."""
+    out = {}
+    for n in sim_lab.nodes:
+        scan = keyscan(n, "ed25519")
+        fp = subprocess.run(
+            ["ssh-keygen", "-lf", "-"], input=scan, capture_output=True, text=True, check=True
+        ).stdout.split()[1]
+        out[n.name] = fp
+    return out
+
+
+def converge(
+    lab: Lab,
+    secrets: Secrets,
+    bundles: dict[str, Bundle],
+    *,
+    trust: bool,
+    report: Callable[[str], None] = print,
+) -> fleet.Outcome:
+    access = access_for(lab.settings, secrets, trust)
+    return fleet.converge_stack(lab.settings, bundles, access, report=report)
+
+
+@pytest.fixture(scope="module")
+def first(
+    sim_lab: Lab, secrets: Secrets, bundles: dict[str, Bundle], own_fingerprints: dict[str, str]
+) -> tuple[fleet.Outcome, list[str]]:
+    reports: list[str] = []
+    outcome = converge(sim_lab, secrets, bundles, trust=True, report=reports.append)
+    return outcome, reports
+
+
+def in_node(node: str, *argv: str) -> str:
+    r = node_exec(STACK, node, list(argv))
+    assert r.returncode == 0, f"{node}: {' '.join(argv)}: {r.stderr}"
+    return r.stdout
+
+
+def cluster_picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
+    """node -> (VRRP state per the notify journal, holds the VIP, volume mounted), probed with
+    the node's own tools."""
+    s = lab.settings
+    picture = {}
+    for n in lab.nodes:
+        journal = node_exec(STACK, n.name, ["tail", "-n", "1", "/run/keepalivednotify/states"])
+        state = (journal.stdout.split() or ["-"])[0]
+        addrs = node_exec(STACK, n.name, ["ip", "-4", "-o", "addr", "show", "dev", s.interface])
+        vip = f" {s.vip.ip}/" in addrs.stdout
+        src = node_exec(
+            STACK, n.name, ["findmnt", "-rn", "-o", "SOURCE", "--mountpoint", s.mount_point]
+        ).stdout.split()
+        mounted = bool(src) and src[-1].startswith("/dev/loop")
+        picture[n.name] = (state, vip, mounted)
+    return picture
+
+
+def wait_for_picture(lab: Lab, expected: dict[str, tuple[str, bool, bool]], timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    actual = cluster_picture(lab)
+    while actual != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+        actual = cluster_picture(lab)
+    assert actual == expected, (
+        f"cluster (state, vip, mounted):\n expected {expected}\n actual   {actual}"
+    )
+
+
+HEALTHY = {"repo1": ("MASTER", True, True), "repo2": ("BACKUP", False, False)}
+
+
+# --------------------------------------------------------------------------- first converge
+
+
+def test_first_converge_trusts_each_node_once_and_says_so(first, bundles, own_fingerprints):
+    outcome, reports = first
+    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    for name, result in outcome.results.items():
+        assert sorted(result.changed) == sorted(f.path for f in bundles[name].files)
+        assert result.count == len(bundles[name].files)
+    for name, fp in own_fingerprints.items():
+        assert any(
+            r.startswith(f"{name} (") and r.endswith(f"trusted host key {fp}") for r in reports
+        ), f"no first-contact line for {name} {fp} in {reports}"
+
+
+def test_files_match_the_render_byte_for_byte(first, sim_lab, bundles):
+    for n in sim_lab.nodes:
+        for f in bundles[n.name].files:
+            got = in_node(n.name, "cat", f.path)
+            assert got.encode() == f.content, f"{n.name}:{f.path} differs from the render"
+            mode, owner, group = in_node(n.name, "stat", "-c", "%a %U %G", f.path).split()
+            assert (int(mode, 8), owner, group) == (f.mode, f.owner, f.group), f"{n.name}:{f.path}"
+
+
+def test_daemons_run_and_repo1_is_the_only_master(first, sim_lab, secrets):
+    for n in sim_lab.nodes:
+        for unit in ("ssh.service", "keepalived.service", "rbd-veeamrepo.service"):
+            state = node_exec(STACK, n.name, ["systemctl", "is-active", unit]).stdout.strip()
+            assert state == "active", f"{n.name} {unit}: {state}"
+        live = in_node(n.name, "sysctl", "-n", "net.ipv4.ip_nonlocal_bind").strip()
+        assert live == "1", f"{n.name}: ip_nonlocal_bind {live}"
+    wait_for_picture(sim_lab, HEALTHY)
+    # `fab status` reads the same picture (over SSH, strict host keys)
+    statuses = fleet.cluster_status(sim_lab.settings, access_for(sim_lab.settings, secrets, False))
+    got = {st.name: (st.vrrp_state, st.holds_vip, st.mounted) for st in statuses}
+    assert got == HEALTHY
+
+
+# --------------------------------------------------------------------------- real OpenSSH
+
+
+def openssh(lab: Lab, host: str, known_hosts: Path) -> subprocess.CompletedProcess[str]:
+    return sh(
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-i",
+        lab.key_file,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=5",
+        f"root@{host}",
+        "hostname",
+    )
+
+
+def test_openssh_trusts_the_vip_and_every_node_with_only_the_shared_key(
+    first, sim_lab, secrets, tmp_path
+):
+    s = sim_lab.settings
+    hosts = [str(s.vip.ip), *(str(n.address.ip) for n in sim_lab.nodes)]
+    shared = tmp_path / "known_hosts"
+    shared.write_text("".join(f"{','.join(hosts)} {k.public}\n" for k in secrets.host_keys))
+    expected = {str(s.vip.ip): "repo1", **{str(n.address.ip): n.name for n in sim_lab.nodes}}
+    for host, name in expected.items():
+        r = openssh(sim_lab, host, shared)
+        assert r.returncode == 0, f"ssh {host}: {r.stderr}"
+        assert r.stdout.strip() == name
+    other = tmp_path / "other_known_hosts"
+    stranger = hostkeys.generate("stranger")
+    other.write_text("".join(f"{','.join(hosts)} {k.public}\n" for k in stranger))
+    r = openssh(sim_lab, str(s.vip.ip), other)
+    assert r.returncode == 255 and "host key" in r.stderr.lower(), r.stderr
+
+
+# --------------------------------------------------------------------------- idempotence
+
+
+def test_second_converge_changes_nothing(first, sim_lab, secrets, bundles):
+    outcome = converge(sim_lab, secrets, bundles, trust=False)  # strict: shared key only
+    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    assert {n: r.changed for n, r in outcome.results.items()} == {"repo1": [], "repo2": []}
+    wait_for_picture(sim_lab, HEALTHY)
+
+
+def test_a_tampered_file_is_the_only_change(first, sim_lab, secrets, bundles):
+    node_exec(STACK, "repo2", ["sh", "-c", f"echo net.ipv4.ip_forward = 1 >> {SYSCTL}"], check=True)
+    assert in_node("repo2", "cat", SYSCTL).encode() != bundles["repo2"].file(SYSCTL).content
+    outcome = converge(sim_lab, secrets, bundles, trust=False)
+    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    assert {n: r.changed for n, r in outcome.results.items()} == {"repo1": [], "repo2": [SYSCTL]}
+    assert in_node("repo2", "cat", SYSCTL).encode() == bundles["repo2"].file(SYSCTL).content
+    assert "sysctl: sysctl -p /etc/sysctl.d/90-repo-cluster.conf" in outcome.results["repo2"].steps
+
+
+# --------------------------------------------------------------------------- the CLI, one node down
+
+FAKE_PULUMI = """#!/bin/sh
+# stand-in for the pulumi CLI of a deployed sim stack: the state holds this test's secrets
+case "$1 $2" in
+  "stack export") cat "$(dirname "$0")/export.json" ;;
+  "config --show-secrets") cat "$(dirname "$0")/config.json" ;;
+  *) echo "fake pulumi: unexpected $*" >&2; exit 2 ;;
+esac
+"""
+
+
+@pytest.fixture
+def cli_env(sim_lab: Lab, secrets: Secrets, tmp_path: Path) -> dict[str, str]:
+    """Environment for `fab converge/status --stack sim` whose Pulumi CLI (a stand-in, found in
+    the bootstrap cache) reports a deployed stack holding this test's secrets."""
+    import yaml
+
+    bindir = tmp_path / "tools" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "pulumi").write_text(FAKE_PULUMI)
+    (bindir / "pulumi").chmod(0o755)
+    config = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())["config"]
+    (bindir / "config.json").write_text(
+        json.dumps({k: {"value": v, "secret": False} for k, v in config.items()})
+    )
+
+    def shown(value: object) -> dict[str, str]:
+        return {
+            "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+            "plaintext": json.dumps(value),
+        }
+
+    keys = secrets.host_keys
+    resources = [
+        {
+            "type": "pulumi-python:dynamic/repo-cluster:HostKeys",
+            "outputs": {
+                "types": [k.type for k in keys],
+                "public_keys": [k.public for k in keys],
+                "private_keys": shown([k.private for k in keys]),
+            },
+        },
+        {
+            "type": "pulumi-python:dynamic/repo-cluster:AuthPass",
+            "outputs": {"result": shown(secrets.vrrp_auth_pass)},
+        },
+    ]
+    (bindir / "export.json").write_text(json.dumps({"deployment": {"resources": resources}}))
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "REPO_CLUSTER_CACHE": str(tmp_path),
+    }
+
+
+def fab(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FAB), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def repo2_unplugged(sim_lab: Lab) -> Iterator[None]:
+    """repo2's NIC down inside its namespace; back up afterwards, failed test or not."""
+    nic = sim_lab.settings.interface
+    down = sh("ip", "-n", "repo2", "link", "set", nic, "down")
+    assert down.returncode == 0, down.stderr
+    try:
+        yield
+    finally:
+        sh("ip", "-n", "repo2", "link", "set", nic, "up")
+        wait_for_picture(sim_lab, HEALTHY, timeout=30)
+
+
+def test_cli_names_the_unreachable_node_and_converges_the_other(
+    first, sim_lab, cli_env, repo2_unplugged
+):
+    node_exec(STACK, "repo1", ["sh", "-c", f"echo '# tampered' >> {SYSCTL}"], check=True)
+    r = fab(cli_env, "converge", "--stack", STACK, "--json")
+    assert r.returncode != 0, r.stdout
+    doc = json.loads(r.stdout)
+    repo2 = doc["nodes"]["repo2"]
+    assert repo2["error"].startswith("repo2: connect: 198.18.50.162:22 unreachable"), repo2
+    assert doc["nodes"]["repo1"] == {"changed": [SYSCTL], "count": 1, "error": None}
+    assert doc["ok"] is False
+
+
+def test_cli_status_after_converge(first, sim_lab, cli_env):
+    r = fab(cli_env, "status", "--stack", STACK, "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["vip"] == "198.18.50.160"
+    assert doc["nodes"] == [
+        {
+            "name": "repo1",
+            "ip": "198.18.50.161",
+            "vrrp_state": "MASTER",
+            "holds_vip": True,
+            "mounted": True,
+        },
+        {
+            "name": "repo2",
+            "ip": "198.18.50.162",
+            "vrrp_state": "BACKUP",
+            "holds_vip": False,
+            "mounted": False,
+        },
+    ]
+    r = fab(cli_env, "converge", "--stack", STACK)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "repo1: up to date" in r.stdout and "repo2: up to date" in r.stdout
+
+
+# --------------------------------------------------------------------------- NodeConverge delete
+
+
+def test_release_stops_keepalived_and_hands_the_volume_over(first, sim_lab, secrets):
+    """What NodeConverge's delete runs before a VM goes: keepalived stopped, the volume
+    unmounted (no lazy unmount), and the peer takes over."""
+    from components.converge_resource import SshRunner
+    from components.fleet import key_path
+
+    s = sim_lab.settings
+    wait_for_picture(sim_lab, HEALTHY)
+    props = {
+        "node": "repo1",
+        "ip": "198.18.50.161",
+        "ssh_user": s.ssh_user,
+        "key_file": key_path(s, ROOT),
+        "known_host_keys": [k.public for k in secrets.host_keys],
+        "mount_point": s.mount_point,
+        "xfs_label": s.xfs_label,
+    }
+    SshRunner().release(props)
+    assert node_exec(STACK, "repo1", ["systemctl", "is-active", "keepalived"]).returncode != 0
+    after = {"repo1": ("STOP", False, False), "repo2": ("MASTER", True, True)}
+    wait_for_picture(sim_lab, after)
+    # back in service: repo1 returns as BACKUP (nopreempt keeps repo2 MASTER)
+    in_node("repo1", "systemctl", "start", "keepalived")
+    wait_for_picture(sim_lab, {"repo1": ("BACKUP", False, False), "repo2": ("MASTER", True, True)})
