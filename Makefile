@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: test test-unit test-render test-lab lint deps venv lab lab-down bench clean
+.PHONY: test test-unit test-render test-lab lint deps venv tools lab lab-down bench clean
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -19,7 +19,11 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: deps lint
+# Pulumi CLI, language host and vcsim for the e2e tier (built once from the Go module proxy)
+tools:
+	scripts/bootstrap-tools pulumi pulumi-language-python vcsim >/dev/null
+
+test: deps lint tools
 	.venv/bin/pytest
 
 test-unit: deps
@@ -30,6 +34,12 @@ test-render: deps
 
 test-lab: deps
 	.venv/bin/pytest -m lab
+
+lab: deps
+	scripts/lab
+
+lab-down: venv
+	scripts/lab-down
 
 bench: deps
 	for b in bench/*.py; do $(PY) "$$b" || exit 1; done

@@ -14,9 +14,9 @@ from invoke import task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from components import fleet, stack_secrets
+from components import fleet, labsecrets, stack_secrets
 from components.bundle import Secrets, authorized_keys, render_cluster
-from components.settings import ConfigError, Settings
+from components.settings import ConfigError, Settings, load_stack_file
 from components.status import NodeStatus, cluster_problems
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,12 +31,21 @@ def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> flee
     )
 
 
-def _load(stack: str, task_name: str) -> tuple[Settings, Secrets]:
+def _load(stack: str, task_name: str, lab_secrets: bool) -> tuple[Settings, Secrets]:
     try:
+        if lab_secrets:
+            s = load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
+            return s, labsecrets.load_or_create(s, stack, ROOT)
         s, host_keys, auth_pass = stack_secrets.load(stack, ROOT)
-    except (stack_secrets.StackStateError, ConfigError) as e:
+    except (stack_secrets.StackStateError, labsecrets.LabSecretsError, ConfigError) as e:
         raise Exit(f"{task_name}: {e}", code=2) from None
     return s, Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
+
+
+_LAB_SECRETS_HELP = (
+    "Use the embedded lab's own secrets (.lab/<stack>/secrets.json) instead of the stack's "
+    "Pulumi state; lab stacks (198.18.0.0/15) only, for machines without the vSphere plugin."
+)
 
 
 def _stderr(message: str) -> None:
@@ -73,11 +82,18 @@ def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
         "json": "Print one JSON object instead of the summary.",
         "trust-first-contact": "Accept, once, the own host key of a node that lacks the shared "
         "one (a fresh lab node, a server being adopted); its fingerprint is printed.",
+        "lab-secrets": _LAB_SECRETS_HELP,
     }
 )
-def converge(c: Context, stack: str, json: bool = False, trust_first_contact: bool = False) -> None:
+def converge(
+    c: Context,
+    stack: str,
+    json: bool = False,
+    trust_first_contact: bool = False,
+    lab_secrets: bool = False,
+) -> None:
     """Make every node match its bundle, in parallel; exit non-zero if any node fails."""
-    s, secrets = _load(stack, "converge")
+    s, secrets = _load(stack, "converge", lab_secrets)
     if secrets.placeholders:
         _stderr(f"converge: placeholders in the bundles: {', '.join(secrets.placeholders)}")
     bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
@@ -97,12 +113,13 @@ def converge(c: Context, stack: str, json: bool = False, trust_first_contact: bo
     help={
         "stack": "Stack name (its deployed state holds the shared host keys).",
         "json": "Print one JSON object instead of the table.",
+        "lab-secrets": _LAB_SECRETS_HELP,
     }
 )
-def status(c: Context, stack: str, json: bool = False) -> None:
+def status(c: Context, stack: str, json: bool = False, lab_secrets: bool = False) -> None:
     """VRRP state, VIP and mount as each node reports them; exit 1 unless exactly one
     MASTER holds the VIP and the volume."""
-    s, secrets = _load(stack, "status")
+    s, secrets = _load(stack, "status", lab_secrets)
     statuses = fleet.cluster_status(s, access_for(s, secrets, False))
     problems = cluster_problems(statuses)
     if json:
