@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from components import fleet, hostkeys
+from components import fleet, hostkeys, labsecrets
 from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
 from components.lab import Lab, node_exec
 from components.tasks.converge import access_for
@@ -35,8 +35,8 @@ SYSCTL = "/etc/sysctl.d/90-repo-cluster.conf"
 
 @pytest.fixture(scope="module")
 def secrets(sim_lab: Lab) -> Secrets:
-    keys = hostkeys.generate("root@repo-cluster.skunkworks.test")
-    return Secrets.resolve(sim_lab.settings, host_keys=keys, vrrp_auth_pass="labtest1")
+    """The lab's own secrets: what `make lab` and `fab converge --lab-secrets` use."""
+    return labsecrets.load_or_create(sim_lab.settings, STACK, ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -223,57 +223,13 @@ def test_a_tampered_file_is_the_only_change(first, sim_lab, secrets, bundles):
 
 # --------------------------------------------------------------------------- the CLI, one node down
 
-FAKE_PULUMI = """#!/bin/sh
-# stand-in for the pulumi CLI of a deployed sim stack: the state holds this test's secrets
-case "$1 $2" in
-  "stack export") cat "$(dirname "$0")/export.json" ;;
-  "config --show-secrets") cat "$(dirname "$0")/config.json" ;;
-  *) echo "fake pulumi: unexpected $*" >&2; exit 2 ;;
-esac
-"""
-
 
 @pytest.fixture
-def cli_env(sim_lab: Lab, secrets: Secrets, tmp_path: Path) -> dict[str, str]:
-    """Environment for `fab converge/status --stack sim` whose Pulumi CLI (a stand-in, found in
-    the bootstrap cache) reports a deployed stack holding this test's secrets."""
-    import yaml
-
-    bindir = tmp_path / "tools" / "bin"
-    bindir.mkdir(parents=True)
-    (bindir / "pulumi").write_text(FAKE_PULUMI)
-    (bindir / "pulumi").chmod(0o755)
-    config = yaml.safe_load((ROOT / f"Pulumi.{STACK}.yaml").read_text())["config"]
-    (bindir / "config.json").write_text(
-        json.dumps({k: {"value": v, "secret": False} for k, v in config.items()})
-    )
-
-    def shown(value: object) -> dict[str, str]:
-        return {
-            "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
-            "plaintext": json.dumps(value),
-        }
-
-    keys = secrets.host_keys
-    resources = [
-        {
-            "type": "pulumi-python:dynamic/repo-cluster:HostKeys",
-            "outputs": {
-                "types": [k.type for k in keys],
-                "public_keys": [k.public for k in keys],
-                "private_keys": shown([k.private for k in keys]),
-            },
-        },
-        {
-            "type": "pulumi-python:dynamic/repo-cluster:AuthPass",
-            "outputs": {"result": shown(secrets.vrrp_auth_pass)},
-        },
-    ]
-    (bindir / "export.json").write_text(json.dumps({"deployment": {"resources": resources}}))
+def cli_env(sim_lab: Lab) -> dict[str, str]:
+    """A plain operator environment for the real `fab converge/status --stack sim --lab-secrets`."""
     return {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": os.environ.get("HOME", "/root"),
-        "REPO_CLUSTER_CACHE": str(tmp_path),
     }
 
 
@@ -306,7 +262,7 @@ def test_cli_names_the_unreachable_node_and_converges_the_other(
     first, sim_lab, cli_env, repo2_unplugged
 ):
     node_exec(STACK, "repo1", ["sh", "-c", f"echo '# tampered' >> {SYSCTL}"], check=True)
-    r = fab(cli_env, "converge", "--stack", STACK, "--json")
+    r = fab(cli_env, "converge", "--stack", STACK, "--json", "--lab-secrets")
     assert r.returncode != 0, r.stdout
     doc = json.loads(r.stdout)
     repo2 = doc["nodes"]["repo2"]
@@ -316,7 +272,7 @@ def test_cli_names_the_unreachable_node_and_converges_the_other(
 
 
 def test_cli_status_after_converge(first, sim_lab, cli_env):
-    r = fab(cli_env, "status", "--stack", STACK, "--json")
+    r = fab(cli_env, "status", "--stack", STACK, "--json", "--lab-secrets")
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["vip"] == "198.18.50.160"
@@ -336,7 +292,7 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
             "mounted": False,
         },
     ]
-    r = fab(cli_env, "converge", "--stack", STACK)
+    r = fab(cli_env, "converge", "--stack", STACK, "--lab-secrets")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "repo1: up to date" in r.stdout and "repo2: up to date" in r.stdout
 
