@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.lab import Lab, LabNode
+from components.lab import Lab, LabNode, node_exec
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAB = ROOT / ".venv" / "bin" / "fab"
@@ -46,7 +46,9 @@ def wait_for(what: str, probe: Callable[[], object], timeout: float = 20) -> obj
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def ssh_argv(lab: Lab, node: LabNode, known_hosts: Path, command: str) -> list[str]:
+def ssh_argv(lab: Lab, host: str, known_hosts: Path, command: str) -> list[str]:
+    """The real OpenSSH client as root@host with the lab's operator key, trusting exactly the
+    keys in ``known_hosts`` (no config files, no prompts)."""
     return [
         "ssh",
         "-F",
@@ -65,14 +67,14 @@ def ssh_argv(lab: Lab, node: LabNode, known_hosts: Path, command: str) -> list[s
         "GlobalKnownHostsFile=/dev/null",
         "-o",
         "ConnectTimeout=5",
-        f"root@{node.address.ip}",
+        f"root@{host}",
         command,
     ]
 
 
 def ssh(lab: Lab, node: LabNode, known_hosts: Path, command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ssh_argv(lab, node, known_hosts, command),
+        ssh_argv(lab, str(node.address.ip), known_hosts, command),
         capture_output=True,
         text=True,
         timeout=60,
@@ -156,3 +158,42 @@ def keepalived_conf(lab: Lab, node: LabNode, peer: LabNode) -> str:
     return KEEPALIVED_CONF.format(
         name=node.name, nic=s.interface, ip=node.address.ip, peer=peer.address.ip, vip=s.vip
     )
+
+
+def in_node(node: str, *argv: str) -> str:
+    r = node_exec(STACK, node, list(argv))
+    assert r.returncode == 0, f"{node}: {' '.join(argv)}: {r.stderr}"
+    return r.stdout
+
+
+def cluster_picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
+    """node -> (VRRP state per the notify journal, holds the VIP, volume mounted), probed with
+    the node's own tools."""
+    s = lab.settings
+    picture = {}
+    for n in lab.nodes:
+        journal = node_exec(STACK, n.name, ["tail", "-n", "1", "/run/keepalivednotify/states"])
+        state = (journal.stdout.split() or ["-"])[0]
+        addrs = node_exec(STACK, n.name, ["ip", "-4", "-o", "addr", "show", "dev", s.interface])
+        vip = f" {s.vip.ip}/" in addrs.stdout
+        src = node_exec(
+            STACK, n.name, ["findmnt", "-rn", "-o", "SOURCE", "--mountpoint", s.mount_point]
+        ).stdout.split()
+        mounted = bool(src) and src[-1].startswith("/dev/loop")
+        picture[n.name] = (state, vip, mounted)
+    return picture
+
+
+def wait_for_picture(lab: Lab, expected: dict[str, tuple[str, bool, bool]], timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    actual = cluster_picture(lab)
+    while actual != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+        actual = cluster_picture(lab)
+    assert actual == expected, (
+        f"cluster (state, vip, mounted):\n expected {expected}\n actual   {actual}"
+    )
+
+
+# a converged cluster at rest: node -> (VRRP state, holds the VIP, volume mounted)
+HEALTHY = {"repo1": ("MASTER", True, True), "repo2": ("BACKUP", False, False)}

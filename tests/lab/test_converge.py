@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,7 +25,17 @@ from components import fleet, hostkeys, labsecrets
 from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
 from components.lab import Lab, node_exec
 from components.tasks.converge import access_for
-from tests.lab.labkit import FAB, ROOT, STACK, keyscan, sh
+from tests.lab.labkit import (
+    FAB,
+    HEALTHY,
+    ROOT,
+    STACK,
+    in_node,
+    keyscan,
+    sh,
+    ssh_argv,
+    wait_for_picture,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -79,44 +88,6 @@ def first(
     return outcome, reports
 
 
-def in_node(node: str, *argv: str) -> str:
-    r = node_exec(STACK, node, list(argv))
-    assert r.returncode == 0, f"{node}: {' '.join(argv)}: {r.stderr}"
-    return r.stdout
-
-
-def cluster_picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
-    """node -> (VRRP state per the notify journal, holds the VIP, volume mounted), probed with
-    the node's own tools."""
-    s = lab.settings
-    picture = {}
-    for n in lab.nodes:
-        journal = node_exec(STACK, n.name, ["tail", "-n", "1", "/run/keepalivednotify/states"])
-        state = (journal.stdout.split() or ["-"])[0]
-        addrs = node_exec(STACK, n.name, ["ip", "-4", "-o", "addr", "show", "dev", s.interface])
-        vip = f" {s.vip.ip}/" in addrs.stdout
-        src = node_exec(
-            STACK, n.name, ["findmnt", "-rn", "-o", "SOURCE", "--mountpoint", s.mount_point]
-        ).stdout.split()
-        mounted = bool(src) and src[-1].startswith("/dev/loop")
-        picture[n.name] = (state, vip, mounted)
-    return picture
-
-
-def wait_for_picture(lab: Lab, expected: dict[str, tuple[str, bool, bool]], timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    actual = cluster_picture(lab)
-    while actual != expected and time.monotonic() < deadline:
-        time.sleep(0.3)
-        actual = cluster_picture(lab)
-    assert actual == expected, (
-        f"cluster (state, vip, mounted):\n expected {expected}\n actual   {actual}"
-    )
-
-
-HEALTHY = {"repo1": ("MASTER", True, True), "repo2": ("BACKUP", False, False)}
-
-
 # --------------------------------------------------------------------------- first converge
 
 
@@ -159,27 +130,7 @@ def test_daemons_run_and_repo1_is_the_only_master(first, sim_lab, secrets):
 
 
 def openssh(lab: Lab, host: str, known_hosts: Path) -> subprocess.CompletedProcess[str]:
-    return sh(
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-i",
-        lab.key_file,
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "ConnectTimeout=5",
-        f"root@{host}",
-        "hostname",
-    )
+    return sh(*ssh_argv(lab, host, known_hosts, "hostname"))
 
 
 def test_openssh_trusts_the_vip_and_every_node_with_only_the_shared_key(
