@@ -93,7 +93,7 @@ def stop(state: Path) -> None:
     _pid_file(state).unlink(missing_ok=True)
 
 
-def _find(content: Any, kind: type, name: str) -> Any:
+def find(content: Any, kind: type, name: str) -> Any:
     view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
     try:
         return next((o for o in view.view if o.name == name), None)
@@ -101,7 +101,7 @@ def _find(content: Any, kind: type, name: str) -> Any:
         view.Destroy()
 
 
-def _wait(task: Any) -> Any:
+def wait_task(task: Any) -> Any:
     while task.info.state in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running):
         time.sleep(0.05)
     if task.info.state != vim.TaskInfo.State.success:
@@ -153,12 +153,12 @@ def ensure_template(s: Settings) -> bool:
     """Create the powered-off template VM the stack clones; return True when created now."""
     with preflight.connect(s) as si:
         content = si.RetrieveContent()
-        if _find(content, vim.VirtualMachine, s.template) is not None:
+        if find(content, vim.VirtualMachine, s.template) is not None:
             return False
-        dc = _find(content, vim.Datacenter, s.datacenter)
-        cluster = _find(content, vim.ClusterComputeResource, s.cluster)
-        datastore = _find(content, vim.Datastore, s.datastore)
-        network = _find(content, vim.Network, s.network)
+        dc = find(content, vim.Datacenter, s.datacenter)
+        cluster = find(content, vim.ClusterComputeResource, s.cluster)
+        datastore = find(content, vim.Datastore, s.datastore)
+        network = find(content, vim.Network, s.network)
         missing = [
             n
             for n, o in (("datacenter", dc), ("cluster", cluster), ("datastore", datastore))
@@ -166,12 +166,12 @@ def ensure_template(s: Settings) -> bool:
         ] + (["network"] if network is None else [])
         if missing:
             raise SystemExit(f"vcsim lacks the stack's {', '.join(missing)}")
-        vm = _wait(
+        vm = wait_task(
             dc.vmFolder.CreateVM_Task(
                 config=_template_spec(s, datastore, network), pool=cluster.resourcePool
             )
         )
         if vm.runtime.powerState != vim.VirtualMachinePowerState.poweredOff:
-            _wait(vm.PowerOffVM_Task())
+            wait_task(vm.PowerOffVM_Task())
         vm.MarkAsTemplate()
         return True

@@ -56,3 +56,35 @@ def test_preflight_passes_then_engine_reaches_the_vsphere_provider(project, vcsi
     assert "repo-cluster:index:RepoCluster" in text, text
     if out.returncode != 0:
         assert "pulumi-resource-vsphere" in text, text
+
+
+def _create_vm(vc, name: str, marker: str | None) -> None:
+    """A plain VM in vcsim, optionally carrying a stack's marker in its extraConfig."""
+    from pyVmomi import vim
+
+    from components import labvcsim, preflight
+
+    with preflight.connect(vc.settings) as si:
+        content = si.RetrieveContent()
+        dc = labvcsim.find(content, vim.Datacenter, vc.settings.datacenter)
+        cluster = labvcsim.find(content, vim.ClusterComputeResource, vc.settings.cluster)
+        extra = [vim.option.OptionValue(key=preflight.STACK_MARKER, value=marker)] if marker else []
+        spec = vim.vm.ConfigSpec(
+            name=name,
+            guestId="otherLinux64Guest",
+            files=vim.vm.FileInfo(vmPathName=f"[{vc.settings.datastore}]"),
+            extraConfig=extra,
+        )
+        labvcsim.wait_task(dc.vmFolder.CreateVM_Task(config=spec, pool=cluster.resourcePool))
+
+
+def test_preflight_names_a_foreign_vm_but_not_the_stacks_own(project, vcsim) -> None:
+    _create_vm(vcsim, "repo1", marker=None)  # someone else's VM with a node's name
+    _create_vm(vcsim, "repo2", marker="repo-cluster/sim")  # ours, from an earlier up
+    project.config("vsphere:vsphereServer", vcsim.server)
+    out = project.pulumi("preview", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "preflight found 1 problem(s)" in text, text
+    assert "a VM named 'repo1' already exists" in text
+    assert "'repo2'" not in text
