@@ -137,8 +137,6 @@ class RepoCluster(pulumi.ComponentResource):
                         key_file=key_path(s, args.root),
                         known_host_keys=self.host_keys.public_keys,
                         trust_first_contact=s.trust_first_contact,
-                        mount_point=s.mount_point,
-                        xfs_label=s.xfs_label,
                     ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
                 )

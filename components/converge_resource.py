@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,20 +26,32 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider,
 from components.bundle import Bundle, BundleFile
 from components.settings import Node
 
-# Inputs whose change means "converge again" (all of them: an update, never a replace).
+# Inputs whose change means "converge again" (an update, never a replace). Not key_file: the
+# operator's key path differs between checkouts and machines without changing the node.
 WATCHED = (
     "vm_id",
     "digest",
     "ip",
     "ssh_user",
-    "key_file",
     "known_host_keys",
     "trust_first_contact",
-    "mount_point",
-    "xfs_label",
 )
 RESULTS = ("changed", "count", "first_contact_fingerprint")
 RELEASE_TIMEOUT = 60
+BOOT_TIMEOUT = 900  # a VM just created boots, runs cloud-init's first stage, then starts sshd
+
+
+def wait_for_ssh(host: str, port: int = 22, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait until ``host:port`` accepts TCP connections (the new VM's sshd is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=5):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{host}:{port}: no SSH after {timeout:.0f}s ({exc})") from exc
+            time.sleep(5)
 
 
 # --------------------------------------------------------------------------- bundle as JSON
@@ -110,20 +124,19 @@ class Runner(Protocol):
         ...
 
 
-def release_command(mount_point: str, label: str) -> str:
-    """Stop keepalived, then unmount the volume if it is still mounted (1.3.5 sends no STOP to
-    the notify script). Holders are killed only when what is mounted there IS the labelled
-    volume; never ``umount -l``."""
-    mp, lb = shlex.quote(mount_point), shlex.quote(label)
+NOTIFY_SCRIPT = "/usr/local/bin/keepalivednotify.sh"
+
+
+def release_command() -> str:
+    """Release the volume first, with the notify script's own STOP (under its lock: holders
+    killed, only the labelled volume unmounted, never lazily), and stop keepalived (which hands
+    the VIP to the peer) only once that succeeded: if the release fails, keepalived keeps
+    running so the peer never mounts while this node may still have the volume."""
+    notify = shlex.quote(NOTIFY_SCRIPT)
     return (
-        "systemctl stop keepalived.service; "
-        # the notify script's lock: its own STOP/BACKUP release is not running meanwhile
-        "mkdir -p -m 0700 /run/keepalivednotify; exec 9>>/run/keepalivednotify/lock; "
-        "flock -w 30 9; "
-        f'src=$(findmnt -rn -o SOURCE --mountpoint {mp} | tail -n 1); [ -n "$src" ] || exit 0; '
-        f'[ "$(blkid -o value -s LABEL "$src")" = {lb} ] || '
-        f'{{ echo "{mount_point} holds $src, not the volume {label}: left alone" >&2; exit 0; }}; '
-        f"fuser -k -M -m {mp} >/dev/null 2>&1; umount {mp}"
+        f"if [ -x {notify} ]; then {notify} INSTANCE pulumi-delete STOP || "
+        "{ echo 'volume not released: keepalived left running' >&2; exit 1; }; fi; "
+        "systemctl stop keepalived.service"
     )
 
 
@@ -152,6 +165,7 @@ class SshRunner:
             _log(message)
 
         target = self._target(props, bool(props["trust_first_contact"]))
+        wait_for_ssh(target.host)
         c = sshconn.connect(target, report=report)
         try:
             result = converge.converge_node(c, bundle_from_json(str(props["bundle"])), log=_log)
@@ -172,7 +186,7 @@ class SshRunner:
         try:
             with sshconn.connect(self._target(props, False)) as c:
                 r = c.run(
-                    release_command(str(props["mount_point"]), str(props["xfs_label"])),
+                    release_command(),
                     hide=True,
                     warn=True,
                     in_stream=False,
@@ -240,10 +254,6 @@ class NodeConvergeArgs:
     """The shared host public keys: the only keys trusted."""
     trust_first_contact: bool
     """Accept (and report) a node's own key once when it lacks the shared one."""
-    mount_point: str
-    """Where the MASTER mounts the volume (unmounted on delete)."""
-    xfs_label: str
-    """Label of the volume: only that file system is ever unmounted on delete."""
 
 
 class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
@@ -267,8 +277,6 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
             "key_file": args.key_file,
             "known_host_keys": args.known_host_keys,
             "trust_first_contact": args.trust_first_contact,
-            "mount_point": args.mount_point,
-            "xfs_label": args.xfs_label,
             **dict.fromkeys(RESULTS),
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle"])

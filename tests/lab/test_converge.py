@@ -252,8 +252,8 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
 
 
 def test_release_stops_keepalived_and_hands_the_volume_over(first, sim_lab, secrets):
-    """What NodeConverge's delete runs before a VM goes: keepalived stopped, the volume
-    unmounted (no lazy unmount), and the peer takes over."""
+    """What NodeConverge's delete runs before a VM goes: the volume released first (no lazy
+    unmount), then keepalived stopped, and the peer takes over."""
     from components.converge_resource import SshRunner
     from components.fleet import key_path
 
@@ -265,8 +265,6 @@ def test_release_stops_keepalived_and_hands_the_volume_over(first, sim_lab, secr
         "ssh_user": s.ssh_user,
         "key_file": key_path(s, ROOT),
         "known_host_keys": [k.public for k in secrets.host_keys],
-        "mount_point": s.mount_point,
-        "xfs_label": s.xfs_label,
     }
     SshRunner().release(props)
     assert node_exec(STACK, "repo1", ["systemctl", "is-active", "keepalived"]).returncode != 0

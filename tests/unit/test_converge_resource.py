@@ -54,8 +54,6 @@ def props(**over: Any) -> dict[str, Any]:
         "key_file": "/k",
         "known_host_keys": ["ssh-ed25519 AAAA"],
         "trust_first_contact": False,
-        "mount_point": "/mnt/veeamrepo",
-        "xfs_label": "veeamrepo",
     }
     return {**base, **over}
 
@@ -104,13 +102,35 @@ def test_delete_releases():
     assert runner.converged == []
 
 
-def test_release_command_never_lazy_and_checks_the_label():
-    cmd = cr.release_command("/mnt/veeam repo", "veeamrepo")
-    assert cmd.startswith("systemctl stop keepalived.service;")
+def test_release_unmounts_before_keepalived_stops_and_never_lazily():
+    cmd = cr.release_command()
     assert "umount -l" not in cmd and "--lazy" not in cmd
-    assert "umount '/mnt/veeam repo'" in cmd
-    # holders are killed only after the mounted source proved to be the labelled volume
-    assert cmd.index("blkid -o value -s LABEL") < cmd.index("fuser -k")
+    # the notify script's STOP (locked, holders killed, labelled volume only) comes first ...
+    assert cmd.index("/usr/local/bin/keepalivednotify.sh INSTANCE pulumi-delete STOP") < cmd.index(
+        "systemctl stop keepalived.service"
+    )
+    # ... and a failed release stops before keepalived would hand the VIP to the peer
+    assert "|| { echo 'volume not released: keepalived left running' >&2; exit 1; }" in cmd
+
+
+def test_release_is_run_by_the_shell_in_that_order(tmp_path):
+    """Run the command for real with stand-ins on PATH: a failing release never stops keepalived."""
+    import subprocess
+
+    log = tmp_path / "log"
+    for fails in (False, True):
+        log.write_text("")
+        script = tmp_path / "keepalivednotify.sh"
+        script.write_text(f"#!/bin/sh\necho release >> {log}\nexit {1 if fails else 0}\n")
+        script.chmod(0o755)
+        (tmp_path / "systemctl").write_text(f"#!/bin/sh\necho stop >> {log}\n")
+        (tmp_path / "systemctl").chmod(0o755)
+        cmd = cr.release_command().replace(cr.NOTIFY_SCRIPT, str(script))
+        r = subprocess.run(
+            ["sh", "-c", cmd], env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, capture_output=True
+        )
+        assert log.read_text().split() == (["release"] if fails else ["release", "stop"])
+        assert (r.returncode != 0) is fails
 
 
 def test_bundle_json_round_trip(bundle):
@@ -169,8 +189,6 @@ def test_registration_under_mocks(bundle):
                 key_file="/keys/operator",
                 known_host_keys=publics,
                 trust_first_contact=True,
-                mount_point="/mnt/veeamrepo",
-                xfs_label="veeamrepo",
             ),
             opts=pulumi.ResourceOptions(depends_on=[vm]),
         )
@@ -186,7 +204,6 @@ def test_registration_under_mocks(bundle):
     assert inputs["ip"] == "198.18.50.161"
     assert inputs["known_host_keys"] == publics
     assert inputs["trust_first_contact"] is True
-    assert (inputs["mount_point"], inputs["xfs_label"]) == ("/mnt/veeamrepo", "veeamrepo")
     assert "__provider" in inputs
     assert mocks.secret_outputs["repo1-converge"] == ["bundle"]
     deps = mocks.dependencies["repo1-converge"]
@@ -196,5 +213,17 @@ def test_registration_under_mocks(bundle):
     # no secret value anywhere in the public inputs
     public = {k: v for k, v in inputs.items() if k not in ("bundle", "__provider")}
     for key in KEYS:
-        assert key.private.splitlines()[1] not in repr(public)
+        assert key.private.splitlines()[-2] not in repr(public)
     assert "unit1234" not in repr(public)
+
+
+def test_wait_for_ssh_returns_once_the_port_listens_and_times_out_otherwise():
+    import socket
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        cr.wait_for_ssh("127.0.0.1", srv.getsockname()[1], timeout=5)
+        port = srv.getsockname()[1]
+    with pytest.raises(RuntimeError, match=rf"127\.0\.0\.1:{port}: no SSH after 0s"):
+        cr.wait_for_ssh("127.0.0.1", port, timeout=0)
