@@ -190,6 +190,7 @@ class RepoNode(pulumi.ComponentResource):
             # (vcsim reports no routable gateway).
             wait_for_guest_net_routable=False,
             wait_for_guest_net_timeout=0,
-            opts=pulumi.ResourceOptions(parent=self),
+            # a replacement keeps the node's name and IP: the old VM must go first
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.register_outputs({"vm_uuid": self.vm.uuid, "ip": str(args.address.ip)})

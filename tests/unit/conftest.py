@@ -84,6 +84,7 @@ class VsphereMocks(pulumi.runtime.Mocks):
         self.registrations: list[Registration] = []
         self.calls: list[MockCallArgs] = []
         self.secret_outputs: dict[str, list[str]] = {}
+        self.delete_before_replace: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ vSphere look-ups
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -164,6 +165,7 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         assert isinstance(self.mocks, VsphereMocks)
         self.mocks.secret_outputs[request.name] = list(request.additionalSecretOutputs)
+        self.mocks.delete_before_replace[request.name] = bool(request.deleteBeforeReplace)
         return super().RegisterResource(request)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import rpc
 
 from components import settings
@@ -134,8 +135,17 @@ def test_guestinfo_is_the_rendered_bundle_byte_for_byte(lab, lab_config, root) -
         assert decode(extra["guestinfo.metadata"]) == bundle.meta_data.encode()
         assert extra["repo-cluster.stack"] == "repo-cluster/lab"
         # the private keys the program used are the ones the dynamic resource created
+        ssh_keys = yaml.safe_load(bundle.user_data)["ssh_keys"]
         for key in host_keys:
-            assert key.private.splitlines()[1] in bundle.user_data
+            assert ssh_keys[f"{key.type}_private"] == key.private
+
+
+def test_a_replaced_vm_is_deleted_before_its_successor_is_created(lab) -> None:
+    """The successor has the same name and IP: vCenter refuses it while the old VM exists."""
+    assert {n: lab.mocks.delete_before_replace[f"repo-cluster-{n}-vm"] for n in lab.vms} == {
+        "repo1": True,
+        "repo2": True,
+    }
 
 
 def test_lookups_and_resources_use_the_explicit_provider(lab) -> None:
@@ -261,8 +271,8 @@ def test_secret_inputs_carry_the_secret_marker(lab) -> None:
 def test_no_secret_in_clear_anywhere(lab) -> None:
     host_keys, auth_pass = program_secrets(lab)
     secret_values = [PASSWORD, KEYRING, auth_pass]
-    # the base64 body of each private key
-    secret_values += [k.private.splitlines()[1] for k in host_keys]
+    # a line of each private key's secret part (its first lines are the same for every key)
+    secret_values += [k.private.splitlines()[-2] for k in host_keys]
     registered = [r.inputs for r in lab.mocks.registrations]
     registered += [r.outputs for r in lab.mocks.registrations]
     clear = [s for value in registered for s in plain_strings(value)]
