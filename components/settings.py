@@ -19,7 +19,22 @@ from components.keys import KEYS, NAMESPACE, Key
 
 OS_FAMILIES = ("el7", "el8", "el9", "debian", "ubuntu")
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_IFNAME = re.compile(r"^[^\s/:]{1,15}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# a mount point here would hide or be part of the system itself
+_SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+)
+_SYSTEM_EXACT = ("/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var")
 _CEPH_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # VRRP auth_pass: keepalived uses 8 characters; quotes, braces and comment marks break its
@@ -239,6 +254,9 @@ class _Check:
             self.problems.append(f"{full}: {message}")
 
     def ipv4(self, name: str, value: Any, label: str = "") -> ipaddress.IPv4Address | None:
+        if not isinstance(value, str):
+            self.bad(name, f"{label}{value!r} is not an IPv4 address (a.b.c.d, as a string)")
+            return None
         try:
             return ipaddress.IPv4Address(value)
         except (ipaddress.AddressValueError, ValueError):
@@ -331,7 +349,7 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
     if not _IFNAME.match(str(v["interface"])) or v["interface"] in (".", ".."):
         c.bad(
             "interface",
-            f"{v['interface']!r} is not a valid Linux interface name (1-15 chars)",
+            f"{v['interface']!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)",
         )
     if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", str(v["vrrpInstance"])):
         c.bad("vrrpInstance", f"{v['vrrpInstance']!r} must be 1-32 letters, digits or _")
@@ -343,6 +361,10 @@ def _validate(v: dict[str, Any], problems: list[str]) -> Settings:
         c.bad("mountPoint", f"{mount!r} must be an absolute path other than /")
     elif not mount.isprintable():
         c.bad("mountPoint", f"{mount!r} must not hold control characters")
+    elif (norm := str(PurePosixPath(mount))) in _SYSTEM_EXACT or any(
+        norm == d or norm.startswith(f"{d}/") for d in _SYSTEM_DIRS
+    ):
+        c.bad("mountPoint", f"{mount!r} is a system directory: use e.g. /mnt/<name>")
     if not _USER.match(str(v["sshUser"])):
         c.bad("sshUser", f"{v['sshUser']!r} is not a valid user name (a-z, 0-9, _, -)")
     for name in ("rbdPool", "rbdImage", "cephUser"):
