@@ -20,7 +20,6 @@ import pulumi_vsphere as vsphere
 from components.authpass_resource import AuthPass
 from components.bundle import Bundle, Secrets, authorized_keys, render_node
 from components.converge_resource import NodeConverge, NodeConvergeArgs
-from components.fleet import key_path
 from components.hostkeys_resource import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
 from components.settings import Settings
@@ -134,7 +133,7 @@ class RepoCluster(pulumi.ComponentResource):
                         bundle=self.bundles[n.name],
                         ip=str(n.ip),
                         ssh_user=s.ssh_user,
-                        key_file=key_path(s, args.root),
+                        key_file=str(s.ssh_key_path(args.root)),
                         known_host_keys=self.host_keys.public_keys,
                         trust_first_contact=s.trust_first_contact,
                     ),

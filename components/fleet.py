@@ -10,13 +10,11 @@ while lower-priority nodes are still to come. Everything else runs fully in para
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import paramiko
 from fabric import Connection
@@ -26,12 +24,6 @@ from components.bundle import Bundle
 from components.settings import Node, Settings
 
 Report = Callable[[str], None]
-
-
-def key_path(s: Settings, root: Path) -> str:
-    """``sshKeyFile`` with ``~`` expanded; a relative path starts at the project root."""
-    path = Path(os.path.expanduser(s.ssh_key_file))
-    return str(path if path.is_absolute() else root / path)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from components.keys import KEYS, NAMESPACE, Key
@@ -146,6 +147,11 @@ class Settings:
     @property
     def dns_fqdn(self) -> str:
         return f"{self.dns_record}.{self.domain}"
+
+    def ssh_key_path(self, root: Path) -> Path:
+        """``sshKeyFile`` with ``~`` expanded; a relative path starts at the project ``root``."""
+        path = Path(os.path.expanduser(self.ssh_key_file))
+        return path if path.is_absolute() else root / path
 
     def node(self, name: str) -> Node:
         for n in self.nodes:

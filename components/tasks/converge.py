@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> fleet.Access:
     return fleet.Access(
         user=s.ssh_user,
-        key_file=fleet.key_path(s, ROOT),
+        key_file=str(s.ssh_key_path(ROOT)),
         known_keys=tuple(k.public for k in secrets.host_keys),
         trust_first_contact=trust_first_contact,
     )

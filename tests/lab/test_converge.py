@@ -255,7 +255,6 @@ def test_release_stops_keepalived_and_hands_the_volume_over(first, sim_lab, secr
     """What NodeConverge's delete runs before a VM goes: the volume released first (no lazy
     unmount), then keepalived stopped, and the peer takes over."""
     from components.converge_resource import SshRunner
-    from components.fleet import key_path
 
     s = sim_lab.settings
     wait_for_picture(sim_lab, HEALTHY)
@@ -263,7 +262,7 @@ def test_release_stops_keepalived_and_hands_the_volume_over(first, sim_lab, secr
         "node": "repo1",
         "ip": "198.18.50.161",
         "ssh_user": s.ssh_user,
-        "key_file": key_path(s, ROOT),
+        "key_file": str(s.ssh_key_path(ROOT)),
         "known_host_keys": [k.public for k in secrets.host_keys],
     }
     SshRunner().release(props)
