@@ -33,6 +33,9 @@ NOTIFY_SCRIPT = "/usr/local/bin/keepalivednotify.sh"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 SYSCTL_CONF = "/etc/sysctl.d/90-repo-cluster.conf"
 CEPH_CONF = "/etc/ceph/ceph.conf"
+KEEPALIVED_UNIT = "keepalived.service"
+# A drop-in for the packaged unit: needs the rbd unit, releases the volume before it stops.
+KEEPALIVED_DROPIN = f"/etc/systemd/system/{KEEPALIVED_UNIT}.d/10-repo-cluster.conf"
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
         _text(KEEPALIVED_CONF, conf, 0o600, secret=True),  # holds auth_pass
         _text(NOTIFY_SCRIPT, render("keepalivednotify.sh.j2", **ctx), 0o755),
         _text(f"/etc/systemd/system/{rbd_unit_name(s)}", render("rbd.service.j2", **ctx)),
+        _text(KEEPALIVED_DROPIN, render("keepalived.service.d.conf.j2", **ctx)),
         _text(CEPH_CONF, render("ceph.conf.j2", **ctx)),
         _text(
             f"/etc/ceph/ceph.client.{s.ceph_user}.keyring",
@@ -189,21 +193,27 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
 
 
 def render_node(s: Settings, node: Node, secrets: Secrets, authorized: tuple[str, ...]) -> Bundle:
+    # operations imports BundleFile from here: imported when called, not at load time
+    from components.operations import install_packages
+
     files = tuple(_node_files(s, node, secrets))
     pkgs = packages.packages(s)
-    services = (rbd_unit_name(s), "keepalived.service")
+    sources = packages.commands(s)
+    services = (rbd_unit_name(s), KEEPALIVED_UNIT)
+    # first boot installs as a converge does on a node that has none of the packages
+    install = tuple(install_packages(s.os_family, sources, pkgs))
     user_data = cloudinit.user_data(
-        s, node, files, secrets.host_keys, authorized, pkgs, services, SYSCTL_CONF
+        s, node, files, secrets.host_keys, authorized, install, services, SYSCTL_CONF
     )
     return Bundle(
         node=node,
         os_family=s.os_family,
         files=files,
-        package_sources=packages.commands(s),
+        package_sources=sources,
         packages=pkgs,
         services=services,
         user_data=user_data,
-        meta_data=cloudinit.meta_data(node, user_data),
+        meta_data=cloudinit.meta_data(s, node),
     )
 
 

@@ -9,7 +9,6 @@ string concatenation.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -66,10 +65,12 @@ def user_data(
     files: tuple[BundleFile, ...],
     host_keys: tuple[HostKey, ...],
     authorized: tuple[str, ...],
-    packages: tuple[str, ...],
+    install: tuple[str, ...],
     services: tuple[str, ...],
     sysctl_conf: str,
 ) -> str:
+    """``install``: the shell commands that set up the package sources and install the
+    bundle's packages, the very ones a converge runs on a node that lacks them all."""
     skip = host_key_paths(host_keys)
     ssh_keys: dict[str, str] = {}
     for k in host_keys:
@@ -83,15 +84,17 @@ def user_data(
         "ssh_deletekeys": True,
         "ssh_keys": ssh_keys,
         **_access(s, authorized),
-        # write_files (init stage) lays down the repo files before packages are installed
-        # (final stage); package_update refreshes the metadata from them first.
-        "package_update": True,
     }
     if s.os_family in ("debian", "ubuntu"):
         doc["apt"] = {"preserve_sources_list": True}
-    doc["packages"] = list(packages)
     doc["write_files"] = [_write_file(f) for f in files if f.path not in skip]
+    # Packages are installed by runcmd, not by cloud-init's `packages`: that module installs
+    # in one transaction before runcmd runs, so nothing could come between (el7: epel-release
+    # and its key must be in before any EPEL package). write_files (init stage) has laid down
+    # the repo files by then; runcmd (final stage) refreshes the sources from them, installs,
+    # then configures.
     doc["runcmd"] = [
+        *install,
         ["sysctl", "-p", sysctl_conf],
         ["systemctl", "daemon-reload"],
         *(["systemctl", "enable", "--now", unit] for unit in services),
@@ -99,8 +102,45 @@ def user_data(
     return HEADER + _dump(doc)
 
 
-def meta_data(node: Node, user_data: str) -> str:
-    """instance-id follows the node name and its user-data: a changed bundle is a new
-    instance for cloud-init."""
-    digest = hashlib.sha256(user_data.encode()).hexdigest()[:16]
-    return _dump({"instance-id": f"{node.name}-{digest}", "local-hostname": node.name})
+def network_config(s: Settings, node: Node) -> dict[str, Any]:
+    """Network config version 2, saying exactly what the guest customization sets (the
+    node's address and prefix, the gateway, the name servers, the domain as search list).
+
+    Without it the VMware datasource falls back to DHCP on the first NIC and undoes the
+    customization. ``gateway4``, deprecated in newer cloud-init, is what CentOS 7's 18.5/19.4
+    understand (``routes`` with ``to: default`` came later).
+    """
+    address = f"{node.ip}/{s.network_prefix.prefixlen}"
+    return {
+        "version": 2,
+        "ethernets": {
+            s.interface: {
+                "match": {"name": s.interface},
+                "addresses": [address],
+                "gateway4": str(s.gateway),
+                "nameservers": {
+                    "addresses": [str(a) for a in s.nameservers],
+                    "search": [s.domain],
+                },
+            }
+        },
+    }
+
+
+def instance_id(s: Settings, node: Node) -> str:
+    """Stable for the node's life: the node's FQDN, nothing from the bundle. A new instance-id
+    would rerun every first-boot module at the next reboot (new host keys, users, packages);
+    day-2 changes are the converge's job."""
+    return node.fqdn(s.domain)
+
+
+def meta_data(s: Settings, node: Node) -> str:
+    """The meta-data the VMware guestinfo datasource reads (``guestinfo.metadata``): the
+    ``network`` key, a plain mapping, is the instance's network config."""
+    return _dump(
+        {
+            "instance-id": instance_id(s, node),
+            "local-hostname": node.name,
+            "network": network_config(s, node),
+        }
+    )

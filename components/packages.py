@@ -1,7 +1,8 @@
 """Package sources and packages per OS family.
 
 - el7: CentOS 7 is end-of-life. CentOS-Base.repo is replaced by one pointing at the last tree
-  on vault.centos.org (7.9.2009), EPEL 7 at its archive; epel-release, as the article installs.
+  on vault.centos.org (7.9.2009), EPEL 7 at its archive; epel-release, as the article installs,
+  brings the EPEL key our epel.repo names (see ``_EL7_EPEL_RELEASE``).
 - el8, el9: keepalived is in the base OS, no EPEL needed.
 - el*: ceph-common from ``cephRepoUrl`` (ceph.repo).
 - debian, ubuntu: everything is in main; apt as shipped.
@@ -16,10 +17,25 @@ from components.settings import Node, Settings
 
 BASE_PACKAGES = ("keepalived", "psmisc", "xfsprogs", "ceph-common")
 
+# el7: our epel.repo (gpgcheck=1) names /etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-7, which only the
+# epel-release package (from CentOS extras) installs. So epel-release goes in on its own, before
+# the metadata refresh and before any install that could pull a package from EPEL: installed in
+# the same transaction, the EPEL packages would be checked against a key that is not there yet.
+#
+# Which epel.repo wins: both ours and the package's are /etc/yum.repos.d/epel.repo with the same
+# repo ids, so there is never a second [epel] for yum to choose from; only the file's content
+# is at stake, and it always ends up ours:
+# - ours first (cloud-init's write_files runs before these commands; a converge writes it
+#   whenever its digest differs): the package marks it %config(noreplace), and rpm, finding an
+#   unowned file that differs, keeps it and writes the package's copy as epel.repo.rpmnew
+#   (which yum never reads);
+# - the package first (a template that already has it): writing ours replaces its file.
+_EL7_EPEL_RELEASE = "rpm -q epel-release >/dev/null || yum -y install epel-release"
+
 # Commands run after the bundle's repo files are in place and before packages are installed:
 # they make the package manager forget metadata fetched from the old (dead) sources.
 _COMMANDS: dict[str, tuple[str, ...]] = {
-    "el7": ("yum -y clean metadata", "yum -y makecache fast"),
+    "el7": ("yum -y clean metadata", _EL7_EPEL_RELEASE, "yum -y makecache fast"),
     "el8": ("dnf -y clean metadata", "dnf -y makecache"),
     "el9": ("dnf -y clean metadata", "dnf -y makecache"),
     "debian": ("apt-get update -qq",),

@@ -7,6 +7,7 @@ Layout: ``DIR/<node>/<absolute path on the node>`` with the file's mode, plus
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from components.bundle import (
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CLOUD_INIT_DIR = "cloud-init"
+DIR_MODE = 0o755
 
 
 def load_stack(stack: str, root: Path = ROOT) -> settings.Settings:
@@ -38,10 +40,36 @@ def load_stack(stack: str, root: Path = ROOT) -> settings.Settings:
         raise Exit(f"render: {path.name}: {e}", code=2) from e
 
 
+def _mkdirs(path: Path) -> None:
+    """``path`` and its missing parents, each 0755 whatever the caller's umask."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(mode=0o700)  # under umask 077: never world-writable, even for a moment
+        os.chmod(p, DIR_MODE)
+
+
 def _write(path: Path, content: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    path.chmod(mode)
+    """Create ``path`` afresh with ``mode``, its content written only once the mode is final.
+
+    Created owner-only (umask 077, O_EXCL: a new inode of ours, never a file or symlink left
+    there), then fchmod to ``mode``, then written: a secret is never readable by others, not
+    even for a moment, whatever the umask of the operator running ``fab render``.
+    """
+    old_umask = os.umask(0o077)
+    try:
+        _mkdirs(path.parent)
+        path.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, mode & 0o700)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    finally:
+        os.umask(old_umask)
 
 
 def write_bundle(bundle: Bundle, out: Path) -> Path:

@@ -1,15 +1,21 @@
-"""cloud-init documents: `cloud-init schema` accepts every user-data, and every bundle file
-reaches the node byte for byte (write_files, or ssh_keys for the host keys)."""
+"""cloud-init documents: `cloud-init schema` accepts every user-data, every bundle file reaches
+the node byte for byte (write_files, or ssh_keys for the host keys), packages are installed in
+the converge's order, and cloud-init's own VMware datasource and network renderer turn the
+meta-data into the customization's static address."""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
+from pathlib import Path
 
 import pytest
 import yaml
 
-from components.bundle import Bundle, Secrets, render_node
+from components.bundle import KEEPALIVED_DROPIN, Bundle, Secrets, render_node
 from components.cloudinit import host_key_paths
+from components.operations import install_packages
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, run, variant
 
 pytestmark = pytest.mark.render
@@ -79,25 +85,143 @@ def test_every_file_is_in_user_data_byte_identical(vid, renders) -> None:
         assert doc["fqdn"] == f"{node.name}.{r.settings.domain}"
         assert doc["manage_etc_hosts"] is True and doc["ssh_deletekeys"] is True
         assert doc["disable_root"] is False and doc["ssh_authorized_keys"] == list(AUTHORIZED)
-        assert doc["packages"] == list(bundle.packages)
         assert ("apt" in doc) == (r.os_family in ("debian", "ubuntu"))
+        # the drop-in reaches the node with the rest (assert_delivered checked its bytes)
+        assert KEEPALIVED_DROPIN in {w["path"] for w in doc["write_files"]}
+        # packages come from runcmd, in the converge's own commands, never from cloud-init's
+        # one-transaction `packages` module
+        assert "packages" not in doc and "package_update" not in doc
+        install = install_packages(r.os_family, bundle.package_sources, bundle.packages)
         runcmd = doc["runcmd"]
-        assert ["sysctl", "-p", "/etc/sysctl.d/90-repo-cluster.conf"] in runcmd
-        assert ["systemctl", "daemon-reload"] in runcmd
-        enabled = [c[-1] for c in runcmd if c[:3] == ["systemctl", "enable", "--now"]]
-        assert enabled == ["rbd-veeamrepo.service", "keepalived.service"]
-        meta = yaml.safe_load(bundle.meta_data)
-        assert meta["local-hostname"] == node.name
-        assert meta["instance-id"].startswith(f"{node.name}-")
+        assert runcmd == [
+            *install,
+            ["sysctl", "-p", "/etc/sysctl.d/90-repo-cluster.conf"],
+            ["systemctl", "daemon-reload"],  # before any start: the drop-in is read
+            ["systemctl", "enable", "--now", "rbd-veeamrepo.service"],
+            ["systemctl", "enable", "--now", "keepalived.service"],
+        ]
+        assert list(bundle.services) == [c[-1] for c in runcmd[-2:]]
 
 
-def test_instance_id_follows_the_bundle(renders, host_keys) -> None:
+def test_el7_first_boot_installs_epel_release_alone_first(renders) -> None:
+    """The EPEL key comes with epel-release: it must be installed, on its own, before the
+    metadata refresh and before the one install that pulls ceph-common's EPEL dependencies."""
+    runcmd = yaml.safe_load(renders["lab-el7"].bundles["repo1"].user_data)["runcmd"]
+    shell = [c for c in runcmd if isinstance(c, str)]
+    assert shell == [
+        "yum -y clean metadata",
+        "rpm -q epel-release >/dev/null || yum -y install epel-release",
+        "yum -y makecache fast",
+        "yum -y -q install epel-release keepalived psmisc xfsprogs ceph-common",
+    ]
+    assert runcmd[: len(shell)] == shell  # before sysctl, units and services
+
+
+def test_meta_data_network_matches_customization(renders) -> None:
+    """A static network config v2 with what the guest customization sets, so cloud-init never
+    falls back to DHCP; instance-id is the node's FQDN."""
+    for vid, r in renders.items():
+        s = r.settings
+        for name, bundle in r.bundles.items():
+            node = s.node(name)
+            meta = yaml.safe_load(bundle.meta_data)
+            assert meta["instance-id"] == f"{name}.{s.domain}", vid
+            assert meta["local-hostname"] == name
+            prefix = ipaddress.IPv4Interface(f"{node.ip}/{s.vip.network.prefixlen}")
+            assert meta["network"] == {
+                "version": 2,
+                "ethernets": {
+                    s.interface: {
+                        "match": {"name": s.interface},
+                        "addresses": [prefix.with_prefixlen],
+                        "gateway4": str(s.gateway),
+                        "nameservers": {
+                            "addresses": [str(a) for a in s.nameservers],
+                            "search": [s.domain],
+                        },
+                    }
+                },
+            }, vid
+
+
+DATASOURCE = """
+import json, sys
+from cloudinit.sources.DataSourceVMware import load_json_or_yaml, process_metadata
+print(json.dumps(process_metadata(load_json_or_yaml(sys.stdin.read()))))
+"""
+
+
+def vmware_datasource(meta_data: str) -> dict:
+    """meta-data as cloud-init's VMware datasource reads guestinfo.metadata (its own code)."""
+    r = run("/usr/bin/python3", "-c", DATASOURCE, input=meta_data)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def ifcfg(network: dict, interface: str, tmp_path: Path) -> dict[str, str]:
+    """The ifcfg file cloud-init's sysconfig renderer (CentOS's) writes from ``network``."""
+    tmp_path.mkdir(parents=True)
+    src = tmp_path / "network.json"
+    src.write_text(json.dumps(network), encoding="utf-8")
+    out = tmp_path / "out"
+    r = run(
+        "cloud-init",
+        "devel",
+        "net-convert",
+        "-p",
+        str(src),
+        "-k",
+        "yaml",
+        "-D",
+        "centos",
+        "-O",
+        "sysconfig",
+        "-d",
+        str(out),
+    )
+    assert r.returncode == 0, f"{r.stdout}{r.stderr}"
+    text = (out / f"etc/sysconfig/network-scripts/ifcfg-{interface}").read_text()
+    return dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+
+
+@pytest.mark.parametrize("vid", ["lab-el7", "sim-el7", "sim-debian"])
+def test_vmware_datasource_configures_the_static_address(vid, renders, tmp_path) -> None:
+    r = renders[vid]
+    s = r.settings
+    for name, bundle in r.bundles.items():
+        meta = vmware_datasource(bundle.meta_data)
+        assert meta["instance-id"] == f"{name}.{s.domain}"
+        assert "config" in meta["network"], "the datasource did not take our network key"
+        conf = ifcfg(meta["network"]["config"], s.interface, tmp_path / name)
+        assert conf["BOOTPROTO"] == "none" and conf["ONBOOT"] == "yes"  # static, no DHCP
+        assert conf["IPADDR"] == str(s.node(name).ip)
+        assert conf["NETMASK"] == str(s.vip.network.netmask)
+        assert conf["GATEWAY"] == str(s.gateway)
+        assert [conf[f"DNS{i + 1}"] for i in range(len(s.nameservers))] == [
+            str(a) for a in s.nameservers
+        ]
+        assert conf["DOMAIN"] == s.domain
+
+
+def test_without_network_key_the_datasource_has_none(renders) -> None:
+    """The check can fail: meta-data without `network` leaves the datasource to its fallback
+    (DHCP on the first NIC)."""
+    meta = yaml.safe_load(renders["lab-el7"].bundles["repo1"].meta_data)
+    del meta["network"]
+    assert "network" not in vmware_datasource(yaml.safe_dump(meta))
+
+
+def test_instance_id_is_stable_for_the_node_life(renders) -> None:
+    """A config change changes the user-data but not the instance-id: the next reboot is not a
+    new instance (which would rerun every first-boot module)."""
     r = renders["lab-el7"]
     node = r.settings.nodes[0]
-    again = render_node(r.settings, node, r.secrets, AUTHORIZED)
-    assert again.meta_data == r.bundles[node.name].meta_data  # stable
-    other = render_node(r.settings, node, r.secrets, (*AUTHORIZED, AUTHORIZED[0] + "2"))
-    assert (
-        yaml.safe_load(other.meta_data)["instance-id"]
-        != yaml.safe_load(again.meta_data)["instance-id"]
-    )
+    before = r.bundles[node.name]
+    for changed in (
+        render_node(r.settings, node, r.secrets, (*AUTHORIZED, AUTHORIZED[0] + "2")),
+        render_node(variant("lab", "el7", advertInterval=3), node, r.secrets, AUTHORIZED),
+    ):
+        assert changed.user_data != before.user_data
+        assert changed.meta_data == before.meta_data
+    ids = {yaml.safe_load(b.meta_data)["instance-id"] for b in r.bundles.values()}
+    assert len(ids) == len(r.bundles)  # one per node

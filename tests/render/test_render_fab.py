@@ -1,16 +1,20 @@
-"""`fab render --stack STACK --out DIR`, run as the operator runs it."""
+"""`fab render --stack STACK --out DIR`, run as the operator runs it, and the modes it writes
+files with: final before any content, never readable by others on the way."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from components import settings
-from components.bundle import Secrets, authorized_keys, render_cluster
+from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
+from components.tasks.render import write_bundle
 from tests.render.renderkit import ROOT, STACKS, run, stack_config
 
 pytestmark = pytest.mark.render
@@ -107,3 +111,110 @@ def test_missing_stack_file_fails(tmp_path) -> None:
     r = fab_render(ROOT, "no-such-stack", tmp_path / "out")
     assert r.returncode != 0 and "Pulumi.no-such-stack.yaml" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- file modes
+
+
+@pytest.fixture
+def bundle() -> Bundle:
+    s = settings.load_stack_file(str(ROOT / "Pulumi.sim.yaml"))
+    return render_cluster(s, Secrets.resolve(s), authorized_keys(s, ROOT))["repo1"]
+
+
+@pytest.fixture
+def umask_000() -> Iterator[None]:
+    """The most careless operator: every file and directory would be world-writable."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def expected_modes(bundle: Bundle) -> dict[str, int]:
+    want = {f.path.lstrip("/"): f.mode for f in bundle.files}
+    return want | {"cloud-init/user-data": 0o600, "cloud-init/meta-data": 0o644}
+
+
+def modes(node_dir: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(node_dir)): stat.S_IMODE(p.lstat().st_mode)
+        for p in node_dir.rglob("*")
+        if not p.is_dir()
+    }
+
+
+def test_final_modes_whatever_the_umask(bundle, umask_000, tmp_path) -> None:
+    node_dir = write_bundle(bundle, tmp_path / "out")
+    assert modes(node_dir) == expected_modes(bundle)
+    for f in bundle.files:
+        assert (node_dir / f.path.lstrip("/")).read_bytes() == f.content, f.path
+    dirs = [node_dir, *(p for p in node_dir.rglob("*") if p.is_dir())]
+    assert {stat.S_IMODE(d.stat().st_mode) for d in dirs} == {0o755}
+
+
+def test_no_file_is_created_readable_by_others(bundle, umask_000, tmp_path, monkeypatch) -> None:
+    """Every chmod neutralized: what is left on disk is each file's mode at creation. None may
+    give group or others any access, or a secret is readable between its creation and its
+    chmod."""
+    for target, name in ((os, "chmod"), (os, "fchmod"), (Path, "chmod")):
+        monkeypatch.setattr(target, name, lambda *a, **k: None)
+    node_dir = write_bundle(bundle, tmp_path / "out")
+    created = modes(node_dir)
+    assert set(created) == set(expected_modes(bundle))
+    assert {p: m for p, m in created.items() if m & 0o077} == {}
+
+
+def test_mode_is_final_before_any_content(bundle, umask_000, tmp_path, monkeypatch) -> None:
+    """Spying os.open/fchmod/write: each file is a new inode (O_CREAT|O_EXCL) created with no
+    group/other bits under the umask in force, and gets its final mode before its first byte."""
+    events: list[tuple] = []
+    real_open, real_fchmod, real_write = os.open, os.fchmod, os.write
+    fds: dict[int, str] = {}
+
+    def spy_open(path, flags, mode=0o777, *a, **k):
+        umask = os.umask(0o777)
+        os.umask(umask)
+        fd = real_open(path, flags, mode, *a, **k)
+        fds[fd] = str(path)
+        events.append(("open", str(path), flags, mode & ~umask))
+        return fd
+
+    def spy_fchmod(fd, mode):
+        events.append(("fchmod", fds.get(fd), mode))
+        return real_fchmod(fd, mode)
+
+    def spy_write(fd, data):
+        if fd in fds:
+            events.append(("write", fds[fd]))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "fchmod", spy_fchmod)
+    monkeypatch.setattr(os, "write", spy_write)
+    node_dir = write_bundle(bundle, tmp_path / "out")
+    want = {str(node_dir / p): m for p, m in expected_modes(bundle).items()}
+    opened = {e[1]: e for e in events if e[0] == "open"}
+    assert set(opened) == set(want)  # every file of the render, through os.open
+    for path, (_, _, flags, created) in opened.items():
+        assert flags & os.O_CREAT and flags & os.O_EXCL, path
+        assert created & 0o077 == 0, (path, oct(created))
+        mine = [e for e in events if e[1] == path]
+        assert mine[1] == ("fchmod", path, want[path]), mine[:3]
+        assert mine[2:] and all(e[0] == "write" for e in mine[2:]), path
+
+
+def test_a_symlink_in_the_way_is_replaced_not_followed(bundle, tmp_path) -> None:
+    """A file left at a target path (here a symlink to a file elsewhere) is never written
+    through: the secret lands in a new file of its own."""
+    out = tmp_path / "out"
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    victim.chmod(0o644)
+    conf = out / "repo1/etc/keepalived/keepalived.conf"
+    conf.parent.mkdir(parents=True)
+    conf.symlink_to(victim)
+    write_bundle(bundle, out)
+    assert victim.read_text() == "untouched\n"
+    assert not conf.is_symlink() and stat.S_IMODE(conf.stat().st_mode) == 0o600

@@ -1,14 +1,22 @@
 """The other node files, each checked by the tool that reads it on the node: sshd (host keys),
-systemd-analyze (rbd unit), sysctl (drop-in), plus the article's facts about them."""
+systemd-analyze (rbd unit, keepalived's drop-in), sysctl (drop-in), plus the article's facts
+about them."""
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from components.bundle import SYSCTL_CONF, rbd_unit_name
+from components.bundle import (
+    KEEPALIVED_DROPIN,
+    KEEPALIVED_UNIT,
+    NOTIFY_SCRIPT,
+    SYSCTL_CONF,
+    Bundle,
+    rbd_unit_name,
+)
 from components.hostkeys import KEY_TYPES
 from tests.render.renderkit import VARIANT_IDS, run
 
@@ -69,15 +77,30 @@ def test_sshd_check_can_fail(tmp_path) -> None:
     assert r.returncode != 0
 
 
+# Debian's packaged unit (scripts/install-deps installs keepalived): the unit the drop-in extends.
+KEEPALIVED_PACKAGED_UNIT = Path("/lib/systemd/system/keepalived.service")
+
+
 @pytest.fixture(scope="session")
 def systemd_root(tmp_path_factory) -> Path:
-    """A root for ``systemd-analyze verify --root``: the host's unit files (so targets resolve)
-    and an executable stub /usr/bin/rbd (ceph-common is not installed here). With it, verify
-    reports nothing for a good unit: any output is a real finding."""
+    """A root for ``systemd-analyze verify --root``: the host's unit files (so targets resolve),
+    Debian's keepalived.service with the binaries its Exec lines name, and an executable stub
+    /usr/bin/rbd. With it, verify reports nothing for a good unit: any output is a real
+    finding."""
+    assert KEEPALIVED_PACKAGED_UNIT.is_file(), (
+        "keepalived is not installed: run scripts/install-deps"
+    )
     root = tmp_path_factory.mktemp("systemd-root")
-    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    units = root / "usr/lib/systemd/system"
+    shutil.copytree("/usr/lib/systemd/system", units, symlinks=True)
+    shutil.copyfile(KEEPALIVED_PACKAGED_UNIT, units / "keepalived.service")
+    for merged in ("bin", "sbin", "lib"):  # merged /usr, as on Debian 12 and CentOS 7
+        (root / merged).symlink_to(f"usr/{merged}")
+    for d in ("usr/bin", "usr/sbin"):
+        (root / d).mkdir(parents=True)
+    for binary in ("/usr/sbin/keepalived", "/usr/bin/kill"):  # ExecStart=, ExecReload=
+        shutil.copy2(binary, root / binary.lstrip("/"))
     rbd = root / "usr/bin/rbd"
-    rbd.parent.mkdir(parents=True)
     rbd.write_text("#!/bin/sh\nexit 0\n")
     rbd.chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
@@ -120,6 +143,84 @@ def test_systemd_check_can_fail(renders, systemd_root) -> None:
         assert "not executable" in verify_unit(systemd_root, name, good)
     finally:
         rbd.chmod(0o755)
+
+
+def verify_keepalived(root: Path, files: dict[str, tuple[bytes, int]]) -> str:
+    """``systemd-analyze verify keepalived.service`` with ``files`` (path on the node ->
+    content, mode) laid into the root: the packaged unit plus whatever drop-in is there."""
+    placed = []
+    try:
+        for path, (content, mode) in files.items():
+            target = root / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(mode)
+            placed.append(target)
+        r = run("systemd-analyze", "verify", "--man=no", f"--root={root}", KEEPALIVED_UNIT)
+    finally:
+        for target in placed:
+            target.unlink()
+        dropins = root / PurePosixPath(KEEPALIVED_DROPIN).parent.relative_to("/")
+        if dropins.is_dir():
+            dropins.rmdir()
+    return f"exit {r.returncode}\n{r.stdout}{r.stderr}".strip()
+
+
+def keepalived_files(bundle: Bundle, unit: str) -> dict[str, tuple[bytes, int]]:
+    """What keepalived.service with the drop-in needs on the node: the rbd unit it requires,
+    the drop-in, the notify script its ExecStop runs."""
+    paths = (f"/etc/systemd/system/{unit}", KEEPALIVED_DROPIN, NOTIFY_SCRIPT)
+    return {p: (bundle.file(p).content, bundle.file(p).mode) for p in paths}
+
+
+@pytest.mark.parametrize("vid", VARIANT_IDS)
+def test_systemd_accepts_keepalived_with_the_drop_in(vid, renders, systemd_root) -> None:
+    r = renders[vid]
+    name = rbd_unit_name(r.settings)
+    for bundle in r.bundles.values():
+        assert verify_keepalived(systemd_root, keepalived_files(bundle, name)) == "exit 0"
+
+
+def test_keepalived_drop_in_check_can_fail(renders, systemd_root) -> None:
+    """verify reads the drop-in: a typo, a missing rbd unit, a notify script that cannot run,
+    each is reported."""
+    bundle = renders["lab-el7"].bundles["repo1"]
+    name = rbd_unit_name(renders["lab-el7"].settings)
+    good = keepalived_files(bundle, name)
+    dropin, mode = good[KEEPALIVED_DROPIN]
+    typo = {**good, KEEPALIVED_DROPIN: (dropin.replace(b"Requires=", b"Requries="), mode)}
+    assert "Unknown key 'Requries'" in verify_keepalived(systemd_root, typo)
+    no_rbd = {k: v for k, v in good.items() if k != f"/etc/systemd/system/{name}"}
+    assert f"{name} not found" in verify_keepalived(systemd_root, no_rbd)
+    script, _ = good[NOTIFY_SCRIPT]
+    not_executable = {**good, NOTIFY_SCRIPT: (script, 0o644)}
+    assert "is not executable" in verify_keepalived(systemd_root, not_executable)
+
+
+def test_keepalived_drop_in_facts(renders) -> None:
+    """keepalived needs the mapped image, and releases the volume before it lets the VIP go."""
+    assert KEEPALIVED_DROPIN == "/etc/systemd/system/keepalived.service.d/10-repo-cluster.conf"
+    for vid in ("lab-el7", "sim-debian"):
+        r = renders[vid]
+        rbd = rbd_unit_name(r.settings)
+        for bundle in r.bundles.values():
+            f = bundle.file(KEEPALIVED_DROPIN)
+            assert f.mode == 0o644 and not f.secret and f.owner == f.group == "root"
+            text = f.content.decode()
+            assert text.startswith(f"# {KEEPALIVED_DROPIN} on {bundle.node.name}\n")
+            directives = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+            assert directives == [
+                "[Unit]",
+                f"Requires={rbd}",
+                f"After={rbd}",
+                "[Service]",
+                "ExecStop=",  # clears the packaged unit's list
+                f"ExecStop={NOTIFY_SCRIPT} INSTANCE {r.settings.vrrp_instance} STOP",
+            ]
+            conf = bundle.file("/etc/keepalived/keepalived.conf").content.decode()
+            assert f"vrrp_instance {r.settings.vrrp_instance} {{" in conf.splitlines()
+            assert KEEPALIVED_UNIT in bundle.services
+            assert bundle.services.index(rbd) < bundle.services.index(KEEPALIVED_UNIT)
 
 
 def test_rbd_unit_article_facts(renders) -> None:

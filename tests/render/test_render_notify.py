@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from components.bundle import NOTIFY_SCRIPT, Secrets, render_node
+from components.bundle import KEEPALIVED_DROPIN, NOTIFY_SCRIPT, Secrets, render_node
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, Volume, run, variant
 
 pytestmark = pytest.mark.render
@@ -128,6 +129,25 @@ def test_open_file_does_not_block_unmount(notify: Notify) -> None:
         check(notify.call("BACKUP"))
         assert notify.source() is None
         assert holder.wait(timeout=10) == -9  # fuser -k: SIGKILL
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_keepalived_exec_stop_releases_the_volume(notify: Notify, renders) -> None:
+    """The drop-in's ExecStop, run as systemd runs it before keepalived gets SIGTERM: the
+    volume is released, its holder killed, while keepalived (and the VIP) would still be up."""
+    dropin = renders["lab-el7"].bundles["repo1"].file(KEEPALIVED_DROPIN).content.decode()
+    argv = shlex.split([ln for ln in dropin.splitlines() if ln.startswith("ExecStop=")][-1][9:])
+    assert argv == [NOTIFY_SCRIPT, "INSTANCE", "REPO_CLUSTER", "STOP"]
+    check(notify.call("MASTER"))
+    holder = subprocess.Popen(["sleep", "600"], cwd=notify.mount_point)
+    try:
+        check(run(str(notify.script), *argv[1:], env=notify.env()))
+        assert notify.source() is None
+        assert holder.wait(timeout=10) == -9
+        assert notify.journal()[-1].split()[0] == "STOP"
     finally:
         if holder.poll() is None:
             holder.kill()

@@ -7,13 +7,14 @@ import base64
 import copy
 import dataclasses
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from components import hostkeys, settings
+from components import hostkeys, packages, settings
 from components.bundle import (
     PLACEHOLDER_AUTHORIZED_KEY,
     Bundle,
@@ -132,6 +133,8 @@ def test_secret_files_are_marked(keys) -> None:
         "/etc/ssh/ssh_host_rsa_key",
     }
     assert all(f.mode == 0o600 for f in b.files if f.secret)
+    dropin = b.file("/etc/systemd/system/keepalived.service.d/10-repo-cluster.conf")
+    assert dropin.mode == 0o644 and not dropin.secret
     assert all(f.owner == f.group == "root" for f in b.files)
     assert b.file("/usr/local/bin/keepalivednotify.sh").mode == 0o755
     with pytest.raises(KeyError):
@@ -167,7 +170,13 @@ def test_package_sources_per_family(keys, family) -> None:
         epel = repos["/etc/yum.repos.d/epel.repo"]
         assert "baseurl=https://archives.fedoraproject.org/pub/archive/epel/7/$basearch" in epel
         assert "metalink=" not in epel
-        assert b.package_sources[0].startswith("yum ")
+        # epel-release (and with it the key epel.repo names) on its own, before the refresh
+        assert b.package_sources == (
+            "yum -y clean metadata",
+            "rpm -q epel-release >/dev/null || yum -y install epel-release",
+            "yum -y makecache fast",
+        )
+        assert "gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-EPEL-7" in epel.splitlines()
     elif family in ("el8", "el9"):
         assert b.packages == base
         assert set(repos) == {"/etc/yum.repos.d/ceph.repo"}
@@ -188,6 +197,43 @@ def test_package_sources_per_family(keys, family) -> None:
         f"keepalived {dialect}.x dialect"
         in b.file("/etc/keepalived/keepalived.conf").content.decode()
     )
+
+
+def test_el7_epel_release_command_is_idempotent(tmp_path) -> None:
+    """The command, run by sh with stand-in rpm/yum: yum runs only when rpm -q says the package
+    is missing, and the command succeeds either way."""
+    cmd = next(c for c in packages.commands(lab("el7")) if "epel-release" in c)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "log"
+    for tool, body in (("rpm", 'exit "$RPM_Q"'), ("yum", "exit 0")):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >>"$LOG"\n{body}\n')
+        (bin_dir / tool).chmod(0o755)
+    for installed, calls in ((False, 2), (True, 1)):
+        log.write_text("")
+        env = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "LOG": str(log),
+            "RPM_Q": "0" if installed else "1",
+        }
+        assert subprocess.run(["sh", "-c", cmd], env=env, check=False).returncode == 0
+        lines = log.read_text().splitlines()
+        assert lines[0] == "rpm -q epel-release" and len(lines) == calls
+        if not installed:
+            assert lines[1] == "yum -y install epel-release"
+
+
+def test_meta_data_is_stable_and_static(keys) -> None:
+    s = lab()
+    b = render_node(s, s.nodes[1], Secrets.resolve(s, keys, "abc"), AUTHORIZED)
+    meta = yaml.safe_load(b.meta_data)
+    assert meta["instance-id"] == "repo2.skunkworks.local"
+    nic = meta["network"]["ethernets"]["ens160"]
+    assert nic["match"] == {"name": "ens160"} and nic["addresses"] == ["10.2.50.162/24"]
+    assert nic["gateway4"] == "10.2.50.1" and "dhcp4" not in nic
+    assert nic["nameservers"] == {"addresses": ["10.2.50.10"], "search": ["skunkworks.local"]}
+    other = render_node(s, s.nodes[1], Secrets.resolve(s, keys, "xyz"), AUTHORIZED)
+    assert other.user_data != b.user_data and other.meta_data == b.meta_data
 
 
 def test_authorized_keys(tmp_path) -> None:
