@@ -5,16 +5,20 @@ from pathlib import Path
 import pulumi
 
 from components import preflight
+from components.bundle import authorized_keys
 from components.cluster import RepoCluster, RepoClusterArgs
 from components.settings import ConfigError, load_pulumi
 
+ROOT = Path(__file__).parent
+
 try:  # stop before any resource exists, listing every problem
     settings = load_pulumi()
+    operator_keys = authorized_keys(settings, ROOT, required=True)
     if settings.preflight:
         preflight.run(settings, f"{pulumi.get_project()}/{pulumi.get_stack()}")
 except (ConfigError, preflight.PreflightError) as exc:
     raise pulumi.RunError(str(exc)) from None
 
-cluster = RepoCluster("repo-cluster", RepoClusterArgs(settings, root=Path(__file__).parent))
+cluster = RepoCluster("repo-cluster", RepoClusterArgs(settings, ROOT, operator_keys))
 for name, value in cluster.outputs.items():
     pulumi.export(name, value)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from components import cloudinit, hostkeys, packages
 from components.hostkeys import HostKey
 from components.render import render
-from components.settings import AUTH_PASS, Node, Settings
+from components.settings import AUTH_PASS, ConfigError, Node, Settings
 
 PLACEHOLDER_AUTH_PASS = "PLACEHLD"
 # A well-formed Ceph key (40 base64 characters, 28 bytes) that is obviously not one.
@@ -137,18 +136,21 @@ class Bundle:
         raise KeyError(path)
 
 
-def authorized_keys(s: Settings, root: Path) -> tuple[str, ...]:
+def authorized_keys(s: Settings, root: Path, *, required: bool = False) -> tuple[str, ...]:
     """The operator's public keys: ``<sshKeyFile>.pub`` (``~`` expanded, relative paths from
-    ``root``). Missing or empty: one marked placeholder key that still parses."""
-    key_file = Path(os.path.expanduser(s.ssh_key_file))
-    pub = (key_file if key_file.is_absolute() else root / key_file).with_name(
-        key_file.name + ".pub"
-    )
+    ``root``). Missing or empty: one marked placeholder key that still parses, or, when
+    ``required`` (VMs are about to be built with them), a ConfigError naming the key."""
+    key_file = s.ssh_key_path(root)
+    pub = key_file.with_name(key_file.name + ".pub")
     try:
         lines = pub.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         lines = []
     keys = tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+    if not keys and required:
+        raise ConfigError(
+            [f"repo-cluster:sshKeyFile: no public key in {pub}: the nodes would admit nobody"]
+        )
     return keys or (PLACEHOLDER_AUTHORIZED_KEY,)
 
 

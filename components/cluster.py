@@ -18,7 +18,7 @@ import pulumi
 import pulumi_vsphere as vsphere
 
 from components.authpass_resource import AuthPass
-from components.bundle import Bundle, Secrets, authorized_keys, render_node
+from components.bundle import Bundle, Secrets, render_node
 from components.converge_resource import NodeConverge, NodeConvergeArgs
 from components.hostkeys_resource import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
@@ -31,6 +31,8 @@ class RepoClusterArgs:
     """The validated stack settings (components/settings.py)."""
     root: Path
     """The project directory: relative paths in the settings (sshKeyFile) start there."""
+    authorized_keys: tuple[str, ...]
+    """The operator's public keys the nodes admit (bundle.authorized_keys, required)."""
 
 
 class RepoCluster(pulumi.ComponentResource):
@@ -88,7 +90,7 @@ class RepoCluster(pulumi.ComponentResource):
                 lambda a: Secrets.resolve(s, host_keys=a[0], vrrp_auth_pass=a[1])
             )
         )
-        authorized = authorized_keys(s, args.root)
+        authorized = args.authorized_keys
         self.bundles = {
             n.name: pulumi.Output.secret(
                 self.secrets.apply(lambda sec, n=n: render_node(s, n, sec, authorized))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from components import labvcsim
+from components.hostkeys import generate
 from components.settings import Settings, load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,4 +112,9 @@ def project(tools_bin: Path, tmp_path: Path) -> Project:
     (tmp_path / "state").mkdir()
     p.pulumi("login", f"file://{tmp_path / 'state'}")
     p.pulumi("stack", "init", "sim")
+    # the operator key the nodes will admit (make lab's comes from fab lab-up)
+    key = next(k for k in generate("operator@e2e") if k.type == "ed25519")
+    (tmp_path / "operator").write_text(key.private)
+    (tmp_path / "operator.pub").write_text(key.public + "\n")
+    p.config("repo-cluster:sshKeyFile", str(tmp_path / "operator"))
     return p

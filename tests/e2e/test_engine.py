@@ -88,3 +88,12 @@ def test_preflight_names_a_foreign_vm_but_not_the_stacks_own(project, vcsim) -> 
     assert "preflight found 1 problem(s)" in text, text
     assert "a VM named 'repo1' already exists" in text
     assert "'repo2'" not in text
+
+
+def test_missing_operator_key_fails_before_any_resource(project, tmp_path) -> None:
+    project.config("repo-cluster:sshKeyFile", str(tmp_path / "absent"))
+    out = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "repo-cluster:sshKeyFile: no public key in" in text, text
+    assert [t for t in _resources(project) if t != "pulumi:pulumi:Stack"] == []

@@ -20,9 +20,12 @@ What the mocks do:
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import runpy
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +43,21 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "repo-cluster"
+
+
+def _operator_key() -> Path:
+    """An operator key pair for the program (it refuses to build nodes nobody can log in to)."""
+    from components.hostkeys import generate
+
+    folder = Path(tempfile.mkdtemp(prefix="repo-cluster-unit-"))
+    atexit.register(shutil.rmtree, folder, True)
+    key = next(k for k in generate("operator@unit-tests") if k.type == "ed25519")
+    (folder / "operator").write_text(key.private)
+    (folder / "operator.pub").write_text(key.public + "\n")
+    return folder / "operator"
+
+
+OPERATOR_KEY = _operator_key()
 
 VM = "vsphere:index/virtualMachine:VirtualMachine"
 PROVIDER = "pulumi:providers:vsphere"
@@ -212,6 +230,7 @@ def _stack_config(stack: str, **overrides: Any) -> dict[str, Any]:
     config.update(doc["config"])
     # preflight asks a real vCenter (pyvmomi); under mocks there is none to ask
     config[f"{PROJECT}:preflight"] = False
+    config[f"{PROJECT}:sshKeyFile"] = str(OPERATOR_KEY)
     for key, value in overrides.items():
         if value is None:
             config.pop(key, None)

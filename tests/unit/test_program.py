@@ -310,6 +310,13 @@ def test_invalid_config_stops_before_any_resource(run_lab, lab_config) -> None:
     assert run.mocks.calls == []
 
 
+def test_missing_operator_key_stops_before_any_resource(run_lab, lab_config, tmp_path) -> None:
+    run = run_lab(config=lab_config(**{"repo-cluster:sshKeyFile": str(tmp_path / "nokey")}))
+    assert isinstance(run.error, pulumi.RunError)
+    assert f"repo-cluster:sshKeyFile: no public key in {tmp_path / 'nokey.pub'}" in str(run.error)
+    assert run.mocks.registrations == []
+
+
 def test_template_disk_larger_than_configured_disk_is_an_error(run_lab) -> None:
     run = run_lab(template_disk_gb=40)
     assert isinstance(run.error, pulumi.RunError)
