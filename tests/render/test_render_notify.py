@@ -4,6 +4,7 @@ ending in the state keepalived reported last."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shlex
@@ -43,12 +44,48 @@ def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.fixture(scope="module")
+def namespaces() -> Iterator[dict[str, str]]:
+    """Two throwaway network namespaces with a veth named like the sim stack's interface: in
+    "vip" it holds the VIP (as keepalived sets it on the MASTER), in "bare" it does not. The
+    links stay down: nothing is ever sent."""
+    made = {kind: f"rn-{os.getpid()}-{kind}" for kind in ("vip", "bare")}
+    try:
+        for ns in made.values():
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            subprocess.run(
+                ["ip", "-n", ns, "link", "add", "ens160", "type", "veth", "peer", "rnpeer0"],
+                check=True,
+            )
+        subprocess.run(
+            ["ip", "-n", made["vip"], "addr", "add", "198.18.50.160/24", "dev", "ens160"],
+            check=True,
+        )
+        yield made
+    finally:
+        for ns in made.values():
+            run("ip", "netns", "del", ns)
+
+
 @dataclass
 class Notify:
     script: Path
     state_dir: Path
     mount_point: Path
     volume: Volume
+    netns: str  # the script runs in this network namespace (its mounts stay in ours)
+
+    def argv(self, state: str) -> list[str]:
+        return [
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
+            "--",
+            str(self.script),
+            "INSTANCE",
+            "REPO_CLUSTER",
+            state,
+            "100",
+        ]
 
     def env(self) -> dict[str, str]:
         # BLKID_FILE: a private blkid cache. Without udev, `mount -L` trusts the shared cache
@@ -62,7 +99,7 @@ class Notify:
 
     def start(self, state: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [str(self.script), "INSTANCE", "REPO_CLUSTER", state, "100"],
+            self.argv(state),
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -71,7 +108,7 @@ class Notify:
         )
 
     def call(self, state: str) -> subprocess.CompletedProcess[str]:
-        return run(str(self.script), "INSTANCE", "REPO_CLUSTER", state, "100", env=self.env())
+        return run(*self.argv(state), env=self.env())
 
     def source(self) -> str | None:
         """The device mounted on the mount point, or None."""
@@ -84,14 +121,15 @@ class Notify:
 
 
 @pytest.fixture
-def notify(tmp_path: Path, xfs_volume: Volume) -> Iterator[Notify]:
+def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> Iterator[Notify]:
     mount_point = tmp_path / "mnt" / "veeamrepo"
-    s = variant("lab", "el7", mountPoint=str(mount_point), xfsLabel=xfs_volume.label)
+    s = variant("sim", "el7", mountPoint=str(mount_point), xfsLabel=xfs_volume.label)
+    assert (str(s.vip.ip), s.interface) == ("198.18.50.160", "ens160")
     bundle = render_node(s, s.nodes[0], Secrets.resolve(s, vrrp_auth_pass="x"), AUTHORIZED)
     script = tmp_path / "keepalivednotify.sh"
     script.write_bytes(bundle.file(NOTIFY_SCRIPT).content)
     script.chmod(0o755)
-    yield Notify(script, tmp_path / "state", mount_point, xfs_volume)
+    yield Notify(script, tmp_path / "state", mount_point, xfs_volume, namespaces["vip"])
 
 
 def check(r: subprocess.CompletedProcess[str]) -> None:
@@ -152,6 +190,16 @@ def test_keepalived_exec_stop_releases_the_volume(notify: Notify, renders) -> No
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_master_without_the_vip_does_not_mount(notify: Notify, namespaces) -> None:
+    """A MASTER call while the VIP is not on the interface is stale: no mount, non-zero."""
+    r = dataclasses.replace(notify, netns=namespaces["bare"]).call("MASTER")
+    assert r.returncode != 0
+    assert notify.source() is None
+    check(notify.call("MASTER"))  # with the VIP it mounts
+    assert notify.source() == notify.volume.device
+    check(notify.call("BACKUP"))
 
 
 def test_unknown_state_fails_and_changes_nothing(notify: Notify) -> None:
@@ -257,7 +305,18 @@ def test_something_else_mounted_there_is_left_alone(notify: Notify, tmp_path: Pa
         "DEV": notify.volume.device,
     }
     r = run(
-        "unshare", "--mount", "--pid", "--fork", "--mount-proc", "bash", "-c", scenario, env=env
+        "nsenter",
+        f"--net=/run/netns/{notify.netns}",
+        "--",
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "bash",
+        "-c",
+        scenario,
+        env=env,
     )
     assert r.returncode == 0, f"step exit {r.returncode}: {r.stdout}{r.stderr}"
     assert (other / "held.log").exists()
