@@ -126,9 +126,12 @@ class RepoCluster(pulumi.ComponentResource):
             )
 
         if s.converge:  # Fabric makes each node match its bundle once its VM exists
-            for n in s.nodes:
+            # One node after the other, highest priority first: keepalived's first start
+            # decides the first MASTER (nopreempt keeps it), so it must be the top priority.
+            previous: list[pulumi.Resource] = []
+            for n in sorted(s.nodes, key=lambda node: -node.priority):
                 vm = self.nodes[n.name].vm
-                NodeConverge(
+                step = NodeConverge(
                     f"{name}-{n.name}-converge",
                     NodeConvergeArgs(
                         vm_id=vm.id,
@@ -139,8 +142,9 @@ class RepoCluster(pulumi.ComponentResource):
                         known_host_keys=self.host_keys.public_keys,
                         trust_first_contact=s.trust_first_contact,
                     ),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm]),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, *previous]),
                 )
+                previous = [step]
 
         if s.anti_affinity:
             vsphere.ComputeClusterVmAntiAffinityRule(

@@ -103,6 +103,7 @@ class VsphereMocks(pulumi.runtime.Mocks):
         self.calls: list[MockCallArgs] = []
         self.secret_outputs: dict[str, list[str]] = {}
         self.delete_before_replace: dict[str, bool] = {}
+        self.dependencies: dict[str, list[str]] = {}  # resource name -> names it depends on
 
     # ------------------------------------------------------------------ vSphere look-ups
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -184,6 +185,9 @@ class RecordingMonitor(MockMonitor):
         assert isinstance(self.mocks, VsphereMocks)
         self.mocks.secret_outputs[request.name] = list(request.additionalSecretOutputs)
         self.mocks.delete_before_replace[request.name] = bool(request.deleteBeforeReplace)
+        self.mocks.dependencies[request.name] = sorted(
+            d.rsplit("::", 1)[-1] for d in request.dependencies
+        )
         return super().RegisterResource(request)
 
 

@@ -204,6 +204,36 @@ def test_each_node_gets_a_converge_step_with_its_bundle_as_a_secret(lab) -> None
         assert step.inputs["trust_first_contact"] is False
 
 
+def _node_dependencies(run: Any) -> dict[str, list[str]]:
+    """Each converge step's dependencies on VMs and other converge steps (not on the secrets
+    its bundle is made of)."""
+    return {
+        name: [d for d in deps if d.endswith(("-vm", "-converge"))]
+        for name, deps in run.mocks.dependencies.items()
+    }
+
+
+def test_nodes_converge_one_after_the_other_highest_priority_first(lab) -> None:
+    """The first keepalived start decides the first MASTER (nopreempt): repo1 (101) first."""
+    deps = _node_dependencies(lab)
+    assert deps["repo-cluster-repo1-converge"] == ["repo-cluster-repo1-vm"]
+    assert deps["repo-cluster-repo2-converge"] == [
+        "repo-cluster-repo1-converge",
+        "repo-cluster-repo2-vm",
+    ]
+
+
+def test_converge_order_follows_priority_not_the_list(run_lab, lab_config) -> None:
+    nodes = [dict(n) for n in lab_config()["repo-cluster:nodes"]]
+    nodes[0]["priority"], nodes[1]["priority"] = 100, 101
+    run = run_lab(config=lab_config(**{"repo-cluster:nodes": nodes}))
+    assert run.error is None, run.error
+    assert _node_dependencies(run)["repo-cluster-repo1-converge"] == [
+        "repo-cluster-repo1-vm",
+        "repo-cluster-repo2-converge",
+    ]
+
+
 def test_converge_off_registers_no_converge_step(run_lab, lab_config) -> None:
     run = run_lab(config=lab_config(**{"repo-cluster:converge": False}))
     assert run.error is None, run.error
