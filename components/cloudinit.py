@@ -136,11 +136,14 @@ def instance_id(s: Settings, node: Node) -> str:
 
 def meta_data(s: Settings, node: Node) -> str:
     """The meta-data the VMware guestinfo datasource reads (``guestinfo.metadata``): the
-    ``network`` key, a plain mapping, is the instance's network config."""
+    ``network`` key, a plain mapping, is the instance's network config; ``cleanup-guestinfo``
+    makes the datasource clear ``guestinfo.userdata`` (host private keys, keyring) once read,
+    so no process in the guest can read it back through VMware Tools."""
     return _dump(
         {
             "instance-id": instance_id(s, node),
             "local-hostname": node.name,
             "network": network_config(s, node),
+            "cleanup-guestinfo": ["userdata"],
         }
     )

@@ -225,3 +225,28 @@ def test_instance_id_is_stable_for_the_node_life(renders) -> None:
         assert changed.meta_data == before.meta_data
     ids = {yaml.safe_load(b.meta_data)["instance-id"] for b in r.bundles.values()}
     assert len(ids) == len(r.bundles)  # one per node
+
+
+REDACT = """
+import sys
+from cloudinit.sources import DataSourceVMware as ds
+meta = ds.load_json_or_yaml(sys.stdin.read())
+ds.guestinfo_redact_keys(meta[ds.CLEANUP_GUESTINFO], sys.argv[1])
+"""
+
+
+def test_datasource_clears_the_user_data_once_read(renders, tmp_path) -> None:
+    """The user-data holds the host private keys and the keyring: cloud-init's own code, given
+    our meta-data, overwrites guestinfo.userdata through VMware Tools (a recording stand-in
+    for vmware-rpctool here)."""
+    calls = tmp_path / "calls"
+    rpctool = tmp_path / "vmware-rpctool"
+    rpctool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')
+    rpctool.chmod(0o755)
+    bundle = renders["lab-el7"].bundles["repo1"]
+    r = run("/usr/bin/python3", "-c", REDACT, str(rpctool), input=bundle.meta_data)
+    assert r.returncode == 0, r.stderr
+    assert [line.rstrip() for line in calls.read_text().splitlines()] == [
+        "info-set guestinfo.userdata ---",
+        "info-set guestinfo.userdata.encoding",
+    ]
