@@ -139,6 +139,22 @@ def converge_node(
         if family != bundle.os_family:
             raise StepError(step, f"node runs {family}, the bundle is for {bundle.os_family}")
 
+        step = "files"  # every file's digest, mode and owner in one round trip
+        states = facts.file_states(c, [f.path for f in bundle.files])
+        changes = operations.file_changes(bundle.files, states)
+
+        def write(step: str, subset: list[operations.FileChange]) -> None:
+            if subset:
+                feed(c, step, "sh -s", operations.write_files_script(subset).encode(), 120)
+            for ch in subset:
+                result.changed.append(ch.file.path)
+                result.steps.append(
+                    f"{step}: {'write' if ch.content else 'chown/chmod'} {ch.file.path}"
+                )
+
+        step = "sources"  # repository files before the packages that come from them
+        write(step, [ch for ch in changes if operations.is_package_source(ch.file.path)])
+
         step = "packages"
         missing = facts.missing_packages(c, family, bundle.packages)
         apply(
@@ -148,15 +164,7 @@ def converge_node(
         )
 
         step = "files"
-        states = facts.file_states(c, [f.path for f in bundle.files])
-        changes = operations.file_changes(bundle.files, states)
-        if changes:
-            feed(c, step, "sh -s", operations.write_files_script(changes).encode(), 120)
-            for ch in changes:
-                result.changed.append(ch.file.path)
-                result.steps.append(
-                    f"{step}: {'write' if ch.content else 'chown/chmod'} {ch.file.path}"
-                )
+        write(step, [ch for ch in changes if not operations.is_package_source(ch.file.path)])
         changed = list(result.changed)
 
         step = "sysctl"

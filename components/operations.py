@@ -118,6 +118,12 @@ def _b64_lines(content: bytes) -> list[str]:
 # --------------------------------------------------------------------------- sysctl
 
 
+def is_package_source(path: str) -> bool:
+    """Repository definitions: written before packages are installed, so the install uses them
+    (on an adopted EL7 server the shipped mirrorlists are dead)."""
+    return path.startswith(("/etc/yum.repos.d/", "/etc/apt/sources.list.d/"))
+
+
 def is_sysctl_file(path: str) -> bool:
     return path == "/etc/sysctl.conf" or (
         path.startswith("/etc/sysctl.d/") and path.endswith(".conf")

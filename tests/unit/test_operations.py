@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components import operations as ops
-from components.bundle import BundleFile
+from components.bundle import BundleFile, Secrets, render_node
 from components.facts import FileState, UnitState
 
 pytestmark = pytest.mark.unit
@@ -288,3 +288,31 @@ KEEPALIVED = [
 @pytest.mark.parametrize(("family", "changed", "active", "expected"), KEEPALIVED)
 def test_keepalived(family, changed, active, expected):
     assert ops.keepalived(family, changed, active) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        ("/etc/yum.repos.d/CentOS-Base.repo", True),
+        ("/etc/yum.repos.d/epel.repo", True),
+        ("/etc/apt/sources.list.d/ceph.list", True),
+        ("/etc/keepalived/keepalived.conf", False),
+        ("/etc/yum.conf", False),
+    ],
+)
+def test_repository_files_are_package_sources(path, source):
+    """They are written before the packages step, which installs from them."""
+    assert ops.is_package_source(path) is source
+
+
+def test_el7_bundle_repo_files_go_before_its_packages():
+    from tests.conftest import stack_settings
+
+    s = stack_settings("lab")
+    bundle = render_node(s, s.nodes[0], Secrets.resolve(s), ("ssh-ed25519 AAAA test",))
+    sources = sorted(f.path for f in bundle.files if ops.is_package_source(f.path))
+    assert sources == [
+        "/etc/yum.repos.d/CentOS-Base.repo",
+        "/etc/yum.repos.d/ceph.repo",
+        "/etc/yum.repos.d/epel.repo",
+    ]
