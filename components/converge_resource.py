@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-from components.bundle import Bundle, BundleFile
+from components.bundle import NOTIFY_SCRIPT, Bundle, BundleFile
 from components.settings import Node
 
 # Inputs whose change means "converge again" (an update, never a replace). Not key_file: the
@@ -122,9 +122,6 @@ class Runner(Protocol):
     def release(self, props: dict[str, Any]) -> None:
         """Stop keepalived and unmount the volume; best effort, never raises."""
         ...
-
-
-NOTIFY_SCRIPT = "/usr/local/bin/keepalivednotify.sh"
 
 
 def release_command() -> str:

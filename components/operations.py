@@ -14,15 +14,12 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from components.bundle import BundleFile
+from components.bundle import KEEPALIVED_CONF, KEEPALIVED_UNIT, NOTIFY_SCRIPT, BundleFile
 from components.facts import FileState, UnitState
 
 q = shlex.quote
 
 DEBIAN_LIKE = ("debian", "ubuntu")
-KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-NOTIFY_SCRIPT = "/usr/local/bin/keepalivednotify.sh"
-KEEPALIVED_UNIT = "keepalived.service"
 UNIT_DIRS = ("/etc/systemd/", "/usr/lib/systemd/", "/lib/systemd/")
 # `systemctl is-enabled` words that mean "nothing to enable".
 ENABLED = ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient")
