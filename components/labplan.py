@@ -17,6 +17,7 @@ from components.settings import Settings, load_stack_file
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_NET = ipaddress.IPv4Network("198.18.0.0/15")
+SECRETS_FILE = "secrets.json"  # the lab's own secrets (components/labsecrets.py)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Lab:
     def made_paths(self) -> list[Path]:
         """What lab-up puts in .lab/<stack>/ (lab-down removes these, then the dir if empty),
         with the lab's own secrets a converge without Pulumi state made (labsecrets.py)."""
-        return [self.dir / "nodes", self.image, self.state_file, self.dir / "secrets.json"]
+        return [self.dir / "nodes", self.image, self.state_file, self.dir / SECRETS_FILE]
 
     def ns_files(self) -> list[Path]:
         return [f for n in self.nodes for f in labnet.ns_files(self.stack, n.name).values()]
@@ -80,30 +81,40 @@ class State:
             return None
 
 
-def load_lab(stack: str, repo: Path = REPO) -> Lab:
-    """The lab plan of a stack; refuses any address outside 198.18.0.0/15 before anything."""
-    labnet.check_stack_name(stack)
-    s = load_stack_file(str(repo / f"Pulumi.{stack}.yaml"))
+def lab_dir(repo: Path, stack: str) -> Path:
+    """Where a stack's lab keeps its files (gitignored)."""
+    return repo / ".lab" / stack
+
+
+def outside_test_net(s: Settings) -> list[str]:
+    """The stack's addresses outside 198.18.0.0/15: a lab stack has none."""
     outside = [f"node {n.name} ip {n.ip}" for n in s.nodes if n.ip not in TEST_NET]
     if not s.vip.network.subnet_of(TEST_NET):
         outside.append(f"vip {s.vip}")
     if s.gateway not in TEST_NET:
         outside.append(f"gateway {s.gateway}")
+    return outside
+
+
+def load_lab(stack: str, repo: Path = REPO) -> Lab:
+    """The lab plan of a stack; refuses any address outside 198.18.0.0/15 before anything."""
+    labnet.check_stack_name(stack)
+    s = load_stack_file(str(repo / f"Pulumi.{stack}.yaml"))
+    outside = outside_test_net(s)
     if outside:
         raise LabError(
             f"stack {stack!r} is not a lab stack: the embedded lab uses 198.18.0.0/15 only, and "
             f"{'; '.join(outside)} lie outside it. Nothing was created."
         )
     stack_file = repo / f"Pulumi.{stack}.yaml"
-    lab_dir = repo / ".lab" / stack
+    home = lab_dir(repo, stack)
     runtime = labnet.RUNTIME_ROOT / stack
-    key = Path(s.ssh_key_file).expanduser()
     nodes = tuple(
         LabNode(
             name=n.name,
             address=ipaddress.IPv4Interface(f"{n.ip}/{s.vip.network.prefixlen}"),
             veth=labnet.ifname("rc", stack, n.name),
-            root=lab_dir / "nodes" / n.name,
+            root=home / "nodes" / n.name,
             runtime=runtime / "nodes" / n.name,
         )
         for n in s.nodes
@@ -112,11 +123,11 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
         stack=stack,
         settings=s,
         stack_file=stack_file,
-        dir=lab_dir,
+        dir=home,
         runtime=runtime,
         bridge=labnet.ifname("rc-br", stack),
         gateway=ipaddress.IPv4Interface(f"{s.gateway}/{s.vip.network.prefixlen}"),
-        image=lab_dir / "rbd.img",
-        key_file=key if key.is_absolute() else repo / key,
+        image=home / "rbd.img",
+        key_file=s.ssh_key_path(repo),
         nodes=nodes,
     )

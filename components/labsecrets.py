@@ -10,7 +10,6 @@ for any stack with an address outside 198.18.0.0/15: a real cluster's secrets ar
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import os
 from pathlib import Path
@@ -18,9 +17,8 @@ from pathlib import Path
 from components.authpass_resource import new_auth_pass
 from components.bundle import Secrets
 from components.hostkeys import HostKey, generate
+from components.labplan import SECRETS_FILE, TEST_NET, lab_dir, outside_test_net
 from components.settings import Settings
-
-LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class LabSecretsError(RuntimeError):
@@ -28,14 +26,14 @@ class LabSecretsError(RuntimeError):
 
 
 def path(root: Path, stack: str) -> Path:
-    return root / ".lab" / stack / "secrets.json"
+    return lab_dir(root, stack) / SECRETS_FILE
 
 
 def _require_lab(s: Settings, stack: str) -> None:
-    outside = [str(a) for a in (*(n.ip for n in s.nodes), s.vip.ip, s.gateway) if a not in LAB_NET]
+    outside = outside_test_net(s)
     if outside:
         raise LabSecretsError(
-            f"stack {stack} is not a lab stack ({', '.join(outside)} outside {LAB_NET}): "
+            f"stack {stack} is not a lab stack ({'; '.join(outside)} outside {TEST_NET}): "
             "its secrets come from its Pulumi state only"
         )
 
