@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from components import labvcsim
-from components.hostkeys import generate
 from components.settings import Settings, load_stack_file
+from tests.conftest import write_operator_key
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sim.yaml", "__main__.py", "components", "templates")
@@ -113,8 +113,5 @@ def project(tools_bin: Path, tmp_path: Path) -> Project:
     p.pulumi("login", f"file://{tmp_path / 'state'}")
     p.pulumi("stack", "init", "sim")
     # the operator key the nodes will admit (make lab's comes from fab lab-up)
-    key = next(k for k in generate("operator@e2e") if k.type == "ed25519")
-    (tmp_path / "operator").write_text(key.private)
-    (tmp_path / "operator.pub").write_text(key.public + "\n")
-    p.config("repo-cluster:sshKeyFile", str(tmp_path / "operator"))
+    p.config("repo-cluster:sshKeyFile", str(write_operator_key(tmp_path, "operator@e2e")))
     return p

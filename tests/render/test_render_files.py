@@ -5,6 +5,7 @@ about them."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -23,6 +24,21 @@ from tests.render.renderkit import VARIANT_IDS, run
 pytestmark = pytest.mark.render
 
 
+def sshd_t(config: Path, key: Path) -> subprocess.CompletedProcess[str]:
+    """`sshd -t` of ``config`` with host key ``key``; sshd wants /run/sshd, so it gets a private
+    /run instead of touching the host's."""
+    return run(
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec sshd -t -f "$1" -h "$2"',
+        "sshd-t",
+        str(config),
+        str(key),
+    )
+
+
 def test_sshd_accepts_each_host_key(renders, host_keys, tmp_path) -> None:
     bundle = renders["lab-el7"].bundles["repo1"]
     config = tmp_path / "sshd_config"
@@ -36,17 +52,7 @@ def test_sshd_accepts_each_host_key(renders, host_keys, tmp_path) -> None:
         path.write_bytes(private.content)
         path.chmod(0o600)
         Path(f"{path}.pub").write_bytes(public.content)
-        # sshd -t wants /run/sshd: give it a private /run instead of touching the host's
-        r = run(
-            "unshare",
-            "--mount",
-            "sh",
-            "-c",
-            'mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec sshd -t -f "$1" -h "$2"',
-            "sshd-t",
-            str(config),
-            str(path),
-        )
+        r = sshd_t(config, path)
         assert r.returncode == 0, f"sshd -t refused the {key.type} key: {r.stderr}"
         derived = run("ssh-keygen", "-y", "-f", str(path)).stdout.split()[:2]
         assert derived == key.public.split()[:2]
@@ -64,16 +70,7 @@ def test_sshd_check_can_fail(tmp_path) -> None:
     bad.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
     bad.chmod(0o600)
     (tmp_path / "cfg").write_text("")
-    r = run(
-        "unshare",
-        "--mount",
-        "sh",
-        "-c",
-        'mount -t tmpfs tmpfs /run && mkdir /run/sshd && exec sshd -t -f "$1" -h "$2"',
-        "sshd-t",
-        str(tmp_path / "cfg"),
-        str(bad),
-    )
+    r = sshd_t(tmp_path / "cfg", bad)
     assert r.returncode != 0
 
 

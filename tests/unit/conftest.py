@@ -41,20 +41,16 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 from pulumi.runtime.sync_await import _sync_await
 
+from tests.conftest import write_operator_key
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "repo-cluster"
 
 
 def _operator_key() -> Path:
-    """An operator key pair for the program (it refuses to build nodes nobody can log in to)."""
-    from components.hostkeys import generate
-
     folder = Path(tempfile.mkdtemp(prefix="repo-cluster-unit-"))
     atexit.register(shutil.rmtree, folder, True)
-    key = next(k for k in generate("operator@unit-tests") if k.type == "ed25519")
-    (folder / "operator").write_text(key.private)
-    (folder / "operator.pub").write_text(key.public + "\n")
-    return folder / "operator"
+    return write_operator_key(folder, "operator@unit-tests")
 
 
 OPERATOR_KEY = _operator_key()
