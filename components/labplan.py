@@ -13,9 +13,9 @@ from pathlib import Path
 
 from components import labnet
 from components.labnet import LabError
-from components.settings import Settings, load_stack_file
+from components.settings import PROJECT_ROOT, Settings, load_stack_file, stack_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = PROJECT_ROOT
 TEST_NET = ipaddress.IPv4Network("198.18.0.0/15")
 SECRETS_FILE = "secrets.json"  # the lab's own secrets (components/labsecrets.py)
 
@@ -99,14 +99,14 @@ def outside_test_net(s: Settings) -> list[str]:
 def load_lab(stack: str, repo: Path = REPO) -> Lab:
     """The lab plan of a stack; refuses any address outside 198.18.0.0/15 before anything."""
     labnet.check_stack_name(stack)
-    s = load_stack_file(str(repo / f"Pulumi.{stack}.yaml"))
+    path = stack_file(stack, repo)
+    s = load_stack_file(str(path))
     outside = outside_test_net(s)
     if outside:
         raise LabError(
             f"stack {stack!r} is not a lab stack: the embedded lab uses 198.18.0.0/15 only, and "
             f"{'; '.join(outside)} lie outside it. Nothing was created."
         )
-    stack_file = repo / f"Pulumi.{stack}.yaml"
     home = lab_dir(repo, stack)
     runtime = labnet.RUNTIME_ROOT / stack
     nodes = tuple(
@@ -122,7 +122,7 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
     return Lab(
         stack=stack,
         settings=s,
-        stack_file=stack_file,
+        stack_file=path,
         dir=home,
         runtime=runtime,
         bridge=labnet.ifname("rc-br", stack),

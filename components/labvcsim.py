@@ -17,9 +17,9 @@ from typing import Any
 from pyVmomi import vim
 
 from components import preflight
-from components.settings import Settings
+from components.settings import PROJECT_ROOT, Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = PROJECT_ROOT
 STATE = REPO / ".lab" / "vcsim"
 TEMPLATE_DISK_GB = 16
 TEMPLATE_GUEST_ID = "otherLinux64Guest"

@@ -18,6 +18,7 @@ from typing import Any
 
 from components.keys import KEYS, NAMESPACE, Key
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # Pulumi.yaml and the stack files
 OS_FAMILIES = ("el7", "el8", "el9", "debian", "ubuntu")
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -220,6 +221,11 @@ def load(config: Mapping[str, Any]) -> Settings:
             continue
         values[key.name] = value
     return _validate(values, problems)
+
+
+def stack_file(stack: str, root: Path = PROJECT_ROOT) -> Path:
+    """A stack's config file: ``Pulumi.<stack>.yaml`` beside ``Pulumi.yaml``."""
+    return root / f"Pulumi.{stack}.yaml"
 
 
 def load_stack_file(path: str) -> Settings:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json as _json
 import sys
-from pathlib import Path
 
 from invoke import task
 from invoke.context import Context
@@ -16,10 +15,10 @@ from invoke.exceptions import Exit
 
 from components import fleet, labsecrets, stack_secrets
 from components.bundle import Secrets, authorized_keys, render_cluster
-from components.settings import ConfigError, Settings, load_stack_file
+from components.settings import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.status import NodeStatus, cluster_problems
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = PROJECT_ROOT
 
 
 def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> fleet.Access:
@@ -34,7 +33,7 @@ def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> flee
 def _load(stack: str, task_name: str, lab_secrets: bool) -> tuple[Settings, Secrets]:
     try:
         if lab_secrets:
-            s = load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
+            s = load_stack_file(str(stack_file(stack, ROOT)))
             return s, labsecrets.load_or_create(s, stack, ROOT)
         s, host_keys, auth_pass = stack_secrets.load(stack, ROOT)
     except (stack_secrets.StackStateError, labsecrets.LabSecretsError, ConfigError) as e:

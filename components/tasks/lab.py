@@ -6,21 +6,20 @@ Thin tasks over :mod:`components.lab` (which draws the topology). Root only; add
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from invoke import task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from components import lab
-from components.settings import ConfigError
+from components.settings import ConfigError, stack_file
 
 _HELP = {"stack": "stack whose Pulumi.<stack>.yaml describes the lab (default: sim)"}
 
 
 def _stack_file(stack: str) -> None:
-    if not (lab.REPO / f"Pulumi.{stack}.yaml").is_file():
-        raise Exit(f"no stack file {Path(lab.REPO, f'Pulumi.{stack}.yaml')}", code=2)
+    path = stack_file(stack, lab.REPO)
+    if not path.is_file():
+        raise Exit(f"no stack file {path}", code=2)
 
 
 @task(help=_HELP)

@@ -24,14 +24,14 @@ from components.bundle import (
     render_cluster,
 )
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = settings.PROJECT_ROOT
 CLOUD_INIT_DIR = "cloud-init"
 DIR_MODE = 0o755
 
 
 def load_stack(stack: str, root: Path = ROOT) -> settings.Settings:
     """Settings of ``Pulumi.<stack>.yaml`` at the project root; Exit listing every problem."""
-    path = root / f"Pulumi.{stack}.yaml"
+    path = settings.stack_file(stack, root)
     if not path.is_file():
         raise Exit(f"render: no stack file {path}", code=2)
     try:

@@ -7,7 +7,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from components import labvcsim
-from components.settings import ConfigError, load_stack_file
+from components.settings import ConfigError, load_stack_file, stack_file
 from components.stack_secrets import pulumi_cli
 
 _HELP = {
@@ -18,7 +18,7 @@ _HELP = {
 
 def _settings(stack: str) -> labvcsim.Settings:
     try:
-        return load_stack_file(str(labvcsim.REPO / f"Pulumi.{stack}.yaml"))
+        return load_stack_file(str(stack_file(stack, labvcsim.REPO)))
     except (OSError, ConfigError) as exc:
         raise Exit(f"vcsim: {exc}", code=2) from exc
 
