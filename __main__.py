@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pulumi
 
-from components import preflight
 from components.bundle import authorized_keys
 from components.cluster import RepoCluster, RepoClusterArgs
-from components.settings import ConfigError, load_pulumi
+from components.config import ConfigError, load_pulumi
+from components.vcenter import preflight
 
 ROOT = Path(__file__).parent
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components import fleet, hostkeys, lab
-from components.bundle import Secrets, authorized_keys, render_cluster
-from components.tasks.converge import ROOT, access_for
+from components import lab
+from components.bundle import Secrets, authorized_keys, hostkeys, render_cluster
+from components.config import PROJECT_ROOT as ROOT
+from components.converge import fleet
+from components.converge.ssh import Access
 
 STACK = "sim"
 
@@ -38,7 +40,7 @@ def one_run(only: list[str]) -> tuple[float, float]:
         bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
         timings = []
         for trust in (True, False):
-            access = access_for(s, secrets, trust)
+            access = Access.for_stack(s, ROOT, secrets.public_host_keys, trust)
             start = time.perf_counter()
             results = fleet.converge_cluster(s, bundles, access, only=only, report=quiet)
             timings.append(time.perf_counter() - start)

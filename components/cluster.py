@@ -2,14 +2,13 @@
 
 Looked up once: datacenter, compute cluster, datastore, network, template. Generated once and
 kept in the state: the SSH host keys every node shares and, unless the stack sets one, the VRRP
-auth_pass. Each node's bundle (components/bundle.py) is rendered from the settings and those
+auth_pass. Each node's bundle (components/bundle/) is rendered from the settings and those
 secrets; its user-data/meta-data go to the VM, and the bundle itself is exposed (``bundles``)
 for the converge step, so cloud-init and Fabric install the very same files.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,18 @@ from typing import Any
 import pulumi
 import pulumi_vsphere as vsphere
 
-from components.authpass_resource import AuthPass
+from components.auth_pass import AuthPass
 from components.bundle import Bundle, Secrets, render_node
-from components.converge_resource import NodeConverge, NodeConvergeArgs
-from components.hostkeys_resource import HostKeys
+from components.config import Settings
+from components.host_keys import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
-from components.settings import Settings
+from components.node_converge import NodeConverge, NodeConvergeArgs
 
 
 @dataclass(frozen=True)
 class RepoClusterArgs:
     settings: Settings
-    """The validated stack settings (components/settings.py)."""
+    """The validated stack settings (components/config/)."""
     root: Path
     """The project directory: relative paths in the settings (sshKeyFile) start there."""
     authorized_keys: tuple[str, ...]
@@ -106,7 +105,7 @@ class RepoCluster(pulumi.ComponentResource):
                 RepoNodeArgs(
                     host_name=n.name,
                     domain=s.domain,
-                    address=ipaddress.IPv4Interface(f"{n.ip}/{s.vip.network.prefixlen}"),
+                    address=s.node_address(n),
                     gateway=s.gateway,
                     nameservers=s.nameservers,
                     cpus=s.cpus,
@@ -129,7 +128,7 @@ class RepoCluster(pulumi.ComponentResource):
             # One node after the other, highest priority first: keepalived's first start
             # decides the first MASTER (nopreempt keeps it), so it must be the top priority.
             previous: list[pulumi.Resource] = []
-            for n in sorted(s.nodes, key=lambda node: -node.priority):
+            for n in s.start_order:
                 vm = self.nodes[n.name].vm
                 step = NodeConverge(
                     f"{name}-{n.name}-converge",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_vsphere as vsphere
 
-from components.preflight import STACK_MARKER
+from components.vcenter.preflight import STACK_MARKER
 
 ENCODING = "gzip+base64"
 

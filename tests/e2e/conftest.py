@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from components import labvcsim
-from components.settings import Settings, load_stack_file
-from tests.conftest import write_operator_key
+from components.bundle.render import TEMPLATE_FOLDERS
+from components.config import Settings, load_stack_file
+from components.lab import vcsim as labvcsim
+from tests.kit import write_operator_key
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sim.yaml", "__main__.py", "components", "templates")
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.sim.yaml", "__main__.py", "components", *TEMPLATE_FOLDERS)
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,8 @@ def _create_vm(vc, name: str, marker: str | None) -> None:
     """A plain VM in vcsim, optionally carrying a stack's marker in its extraConfig."""
     from pyVmomi import vim
 
-    from components import labvcsim, preflight
+    from components.lab import vcsim as labvcsim
+    from components.vcenter import preflight
 
     with preflight.connect(vc.settings) as si:
         content = si.RetrieveContent()

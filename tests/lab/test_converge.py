@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from components import fleet, hostkeys, labsecrets
-from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
+from components.bundle import Bundle, Secrets, authorized_keys, hostkeys, render_cluster
+from components.config import PROJECT_ROOT
+from components.converge import fleet
+from components.converge.ssh import Access
 from components.lab import Lab, node_exec
-from components.tasks.converge import access_for
+from components.lab import secrets as labsecrets
 from tests.lab.labkit import (
     FAB,
     HEALTHY,
@@ -75,7 +77,7 @@ def converge(
     trust: bool,
     report: Callable[[str], None] = print,
 ) -> fleet.Outcome:
-    access = access_for(lab.settings, secrets, trust)
+    access = Access.for_stack(lab.settings, PROJECT_ROOT, secrets.public_host_keys, trust)
     return fleet.converge_stack(lab.settings, bundles, access, report=report)
 
 
@@ -121,7 +123,10 @@ def test_daemons_run_and_repo1_is_the_only_master(first, sim_lab, secrets):
         assert live == "1", f"{n.name}: ip_nonlocal_bind {live}"
     wait_for_picture(sim_lab, HEALTHY)
     # `fab status` reads the same picture (over SSH, strict host keys)
-    statuses = fleet.cluster_status(sim_lab.settings, access_for(sim_lab.settings, secrets, False))
+    statuses = fleet.cluster_status(
+        sim_lab.settings,
+        Access.for_stack(sim_lab.settings, PROJECT_ROOT, secrets.public_host_keys, False),
+    )
     got = {st.name: (st.vrrp_state, st.holds_vip, st.mounted) for st in statuses}
     assert got == HEALTHY
 
@@ -254,7 +259,7 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
 def test_release_stops_keepalived_and_hands_the_volume_over(first, sim_lab, secrets):
     """What NodeConverge's delete runs before a VM goes: the volume released first (no lazy
     unmount), then keepalived stopped, and the peer takes over."""
-    from components.converge_resource import SshRunner
+    from components.node_converge import SshRunner
 
     s = sim_lab.settings
     wait_for_picture(sim_lab, HEALTHY)

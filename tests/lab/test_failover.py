@@ -20,10 +20,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from components import fleet, labsecrets
 from components.bundle import authorized_keys, render_cluster
+from components.config import PROJECT_ROOT
+from components.converge import fleet
+from components.converge.ssh import Access
 from components.lab import Lab, node_exec
-from components.tasks.converge import access_for
+from components.lab import secrets as labsecrets
 from tests.lab.labkit import (
     HEALTHY,
     ROOT,
@@ -47,7 +49,9 @@ def cluster(sim_lab: Lab) -> Lab:
     s = sim_lab.settings
     secrets = labsecrets.load_or_create(s, STACK, ROOT)
     bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
-    outcome = fleet.converge_stack(s, bundles, access_for(s, secrets, True), report=print)
+    outcome = fleet.converge_stack(
+        s, bundles, Access.for_stack(s, PROJECT_ROOT, secrets.public_host_keys, True), report=print
+    )
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     wait_for_picture(sim_lab, HEALTHY)
     return sim_lab

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from components import lab as labmod
-from components import labnet, labnode
 from components.lab import Lab, node_exec, node_run
+from components.lab import net as labnet
+from components.lab import node as labnode
+from components.lab import procs as labprocs
 from tests.lab.labkit import (
     ROOT,
     STACK,
@@ -69,7 +71,7 @@ def test_lab_down_removes_a_busy_lab_and_can_run_again(no_lab: Lab) -> None:
     assert mount.returncode == 0, mount.stderr
     for n in plan.nodes:
         node_run(STACK, n.name, "setsid -f sleep 600 </dev/null >/dev/null 2>&1", check=True)
-    pids = labnet.pids_in(plan.ns_files())
+    pids = labprocs.pids_in(plan.ns_files())
     assert len(pids) >= 5, pids  # 2 sshd, keepalived (+ children), 2 sleep
     assert lab_daemons()
 

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from components import hostkeys
-from components.bundle import Secrets, render_cluster
-from components.hostkeys import HostKey
+from components.bundle import Secrets, hostkeys, render_cluster
+from components.bundle.hostkeys import HostKey
 from tests.render.renderkit import (
     AUTHORIZED,
     VARIANT_IDS,

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from components import settings
+from components import config as settings
 from components.bundle import Bundle, Secrets
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.bundle import KEEPALIVED_DROPIN, Bundle, Secrets, render_node
-from components.cloudinit import host_key_paths
-from components.operations import install_packages
+from components.bundle import PATHS, Bundle, Secrets, render_node
+from components.bundle.cloudinit import host_key_paths
+from components.bundle.packages import install_commands as install_packages
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, run, variant
 
 pytestmark = pytest.mark.render
@@ -87,7 +87,7 @@ def test_every_file_is_in_user_data_byte_identical(vid, renders) -> None:
         assert doc["disable_root"] is False and doc["ssh_authorized_keys"] == list(AUTHORIZED)
         assert ("apt" in doc) == (r.os_family in ("debian", "ubuntu"))
         # the drop-in reaches the node with the rest (assert_delivered checked its bytes)
-        assert KEEPALIVED_DROPIN in {w["path"] for w in doc["write_files"]}
+        assert PATHS.keepalived_dropin in {w["path"] for w in doc["write_files"]}
         # packages come from runcmd, in the converge's own commands, never from cloud-init's
         # one-transaction `packages` module
         assert "packages" not in doc and "package_update" not in doc

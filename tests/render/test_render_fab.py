@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import settings
+from components import config as settings
 from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
-from components.tasks.render import write_bundle
+from components.bundle.render import TEMPLATE_FOLDERS
+from components.cli.render import write_bundle
 from tests.render.renderkit import ROOT, STACKS, run, stack_config
 
 pytestmark = pytest.mark.render
@@ -63,8 +64,9 @@ def project(tmp_path: Path, config: dict) -> Path:
     proj = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(ROOT / "components", proj / "components", ignore=ignore)
-    shutil.copytree(ROOT / "templates", proj / "templates", ignore=ignore)
-    (proj / "fabfile.py").write_text("from components.tasks.render import render  # noqa: F401\n")
+    for folder in TEMPLATE_FOLDERS:
+        shutil.copytree(ROOT / folder, proj / folder, ignore=ignore)
+    (proj / "fabfile.py").write_text("from components.cli.render import render  # noqa: F401\n")
     (proj / "Pulumi.t.yaml").write_text(yaml.safe_dump({"config": config}))
     return proj
 

@@ -10,15 +10,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from components.bundle import (
-    KEEPALIVED_DROPIN,
-    KEEPALIVED_UNIT,
-    NOTIFY_SCRIPT,
-    SYSCTL_CONF,
-    Bundle,
-    rbd_unit_name,
-)
-from components.hostkeys import KEY_TYPES
+from components.bundle import PATHS, Bundle
+from components.bundle.hostkeys import KEY_TYPES
 from tests.render.renderkit import VARIANT_IDS, run
 
 pytestmark = pytest.mark.render
@@ -119,7 +112,7 @@ def verify_unit(root: Path, name: str, content: bytes) -> str:
 @pytest.mark.parametrize("vid", VARIANT_IDS)
 def test_systemd_accepts_rbd_unit(vid, renders, systemd_root) -> None:
     r = renders[vid]
-    name = rbd_unit_name(r.settings)
+    name = PATHS.rbd_unit(r.settings.rbd_image)
     for bundle in r.bundles.values():
         f = bundle.file(f"/etc/systemd/system/{name}")
         assert verify_unit(systemd_root, name, f.content) == "exit 0"
@@ -127,7 +120,7 @@ def test_systemd_accepts_rbd_unit(vid, renders, systemd_root) -> None:
 
 def test_systemd_check_can_fail(renders, systemd_root) -> None:
     r = renders["lab-el7"]
-    name = rbd_unit_name(r.settings)
+    name = PATHS.rbd_unit(r.settings.rbd_image)
     good = r.bundles["repo1"].file(f"/etc/systemd/system/{name}").content
     for broken in (
         good.replace(b"Type=oneshot", b"Type=oneshoot"),
@@ -153,11 +146,11 @@ def verify_keepalived(root: Path, files: dict[str, tuple[bytes, int]]) -> str:
             target.write_bytes(content)
             target.chmod(mode)
             placed.append(target)
-        r = run("systemd-analyze", "verify", "--man=no", f"--root={root}", KEEPALIVED_UNIT)
+        r = run("systemd-analyze", "verify", "--man=no", f"--root={root}", PATHS.keepalived_unit)
     finally:
         for target in placed:
             target.unlink()
-        dropins = root / PurePosixPath(KEEPALIVED_DROPIN).parent.relative_to("/")
+        dropins = root / PurePosixPath(PATHS.keepalived_dropin).parent.relative_to("/")
         if dropins.is_dir():
             dropins.rmdir()
     return f"exit {r.returncode}\n{r.stdout}{r.stderr}".strip()
@@ -166,14 +159,14 @@ def verify_keepalived(root: Path, files: dict[str, tuple[bytes, int]]) -> str:
 def keepalived_files(bundle: Bundle, unit: str) -> dict[str, tuple[bytes, int]]:
     """What keepalived.service with the drop-in needs on the node: the rbd unit it requires,
     the drop-in, the notify script its ExecStop runs."""
-    paths = (f"/etc/systemd/system/{unit}", KEEPALIVED_DROPIN, NOTIFY_SCRIPT)
+    paths = (f"/etc/systemd/system/{unit}", PATHS.keepalived_dropin, PATHS.notify_script)
     return {p: (bundle.file(p).content, bundle.file(p).mode) for p in paths}
 
 
 @pytest.mark.parametrize("vid", VARIANT_IDS)
 def test_systemd_accepts_keepalived_with_the_drop_in(vid, renders, systemd_root) -> None:
     r = renders[vid]
-    name = rbd_unit_name(r.settings)
+    name = PATHS.rbd_unit(r.settings.rbd_image)
     for bundle in r.bundles.values():
         assert verify_keepalived(systemd_root, keepalived_files(bundle, name)) == "exit 0"
 
@@ -182,29 +175,30 @@ def test_keepalived_drop_in_check_can_fail(renders, systemd_root) -> None:
     """verify reads the drop-in: a typo, a missing rbd unit, a notify script that cannot run,
     each is reported."""
     bundle = renders["lab-el7"].bundles["repo1"]
-    name = rbd_unit_name(renders["lab-el7"].settings)
+    name = PATHS.rbd_unit(renders["lab-el7"].settings.rbd_image)
     good = keepalived_files(bundle, name)
-    dropin, mode = good[KEEPALIVED_DROPIN]
-    typo = {**good, KEEPALIVED_DROPIN: (dropin.replace(b"Requires=", b"Requries="), mode)}
+    dropin, mode = good[PATHS.keepalived_dropin]
+    typo = {**good, PATHS.keepalived_dropin: (dropin.replace(b"Requires=", b"Requries="), mode)}
     assert "Unknown key 'Requries'" in verify_keepalived(systemd_root, typo)
     no_rbd = {k: v for k, v in good.items() if k != f"/etc/systemd/system/{name}"}
     assert f"{name} not found" in verify_keepalived(systemd_root, no_rbd)
-    script, _ = good[NOTIFY_SCRIPT]
-    not_executable = {**good, NOTIFY_SCRIPT: (script, 0o644)}
+    script, _ = good[PATHS.notify_script]
+    not_executable = {**good, PATHS.notify_script: (script, 0o644)}
     assert "is not executable" in verify_keepalived(systemd_root, not_executable)
 
 
 def test_keepalived_drop_in_facts(renders) -> None:
     """keepalived needs the mapped image, and releases the volume before it lets the VIP go."""
-    assert KEEPALIVED_DROPIN == "/etc/systemd/system/keepalived.service.d/10-repo-cluster.conf"
+    dropin = "/etc/systemd/system/keepalived.service.d/10-repo-cluster.conf"
+    assert dropin == PATHS.keepalived_dropin
     for vid in ("lab-el7", "sim-debian"):
         r = renders[vid]
-        rbd = rbd_unit_name(r.settings)
+        rbd = PATHS.rbd_unit(r.settings.rbd_image)
         for bundle in r.bundles.values():
-            f = bundle.file(KEEPALIVED_DROPIN)
+            f = bundle.file(PATHS.keepalived_dropin)
             assert f.mode == 0o644 and not f.secret and f.owner == f.group == "root"
             text = f.content.decode()
-            assert text.startswith(f"# {KEEPALIVED_DROPIN} on {bundle.node.name}\n")
+            assert text.startswith(f"# {PATHS.keepalived_dropin} on {bundle.node.name}\n")
             directives = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
             assert directives == [
                 "[Unit]",
@@ -212,12 +206,12 @@ def test_keepalived_drop_in_facts(renders) -> None:
                 f"After={rbd}",
                 "[Service]",
                 "ExecStop=",  # clears the packaged unit's list
-                f"ExecStop={NOTIFY_SCRIPT} INSTANCE {r.settings.vrrp_instance} STOP",
+                f"ExecStop={PATHS.notify_script} INSTANCE {r.settings.vrrp_instance} STOP",
             ]
             conf = bundle.file("/etc/keepalived/keepalived.conf").content.decode()
             assert f"vrrp_instance {r.settings.vrrp_instance} {{" in conf.splitlines()
-            assert KEEPALIVED_UNIT in bundle.services
-            assert bundle.services.index(rbd) < bundle.services.index(KEEPALIVED_UNIT)
+            assert PATHS.keepalived_unit in bundle.services
+            assert bundle.services.index(rbd) < bundle.services.index(PATHS.keepalived_unit)
 
 
 def test_rbd_unit_article_facts(renders) -> None:
@@ -243,7 +237,7 @@ def test_rbd_unit_article_facts(renders) -> None:
 @pytest.mark.parametrize("vid", ["lab-el7", "sim-debian"])
 def test_sysctl_applies_nonlocal_bind(vid, renders, netns, tmp_path) -> None:
     """sysctl reads the drop-in; applied in a throwaway namespace (the setting is per netns)."""
-    f = renders[vid].bundles["repo1"].file(SYSCTL_CONF)
+    f = renders[vid].bundles["repo1"].file(PATHS.sysctl_conf)
     assert "net.ipv4.ip_nonlocal_bind = 1" in f.content.decode().splitlines()
     path = tmp_path / "90-repo-cluster.conf"
     path.write_bytes(f.content)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.bundle import KEEPALIVED_CONF, Secrets, render_node
+from components.bundle import PATHS, Secrets, render_node
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, Rendered, run, variant
 
 pytestmark = pytest.mark.render
@@ -45,7 +45,7 @@ def config_test(netns: Callable[[str], str], ifname: str, conf: str, tmp: Path) 
 
 
 def confs(rendered: Rendered) -> dict[str, str]:
-    return {n: b.file(KEEPALIVED_CONF).content.decode() for n, b in rendered.bundles.items()}
+    return {n: b.file(PATHS.keepalived_conf).content.decode() for n, b in rendered.bundles.items()}
 
 
 @pytest.mark.parametrize("vid", VARIANT_IDS)
@@ -141,6 +141,6 @@ def test_punctuation_in_auth_pass(netns, tmp_path) -> None:
     s = variant("sim", "debian")
     for password in ("a%b=c@d.", "x", "A1-_+*:,"):
         b = render_node(s, s.nodes[0], Secrets.resolve(s, vrrp_auth_pass=password), AUTHORIZED)
-        conf = b.file(KEEPALIVED_CONF).content.decode()
+        conf = b.file(PATHS.keepalived_conf).content.decode()
         assert f"auth_pass {password}\n" in conf
         config_test(netns, s.interface, conf, tmp_path)

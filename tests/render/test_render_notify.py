@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components.bundle import KEEPALIVED_DROPIN, NOTIFY_SCRIPT, Secrets, render_node
+from components.bundle import PATHS, Secrets, render_node
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, Volume, run, variant
 
 pytestmark = pytest.mark.render
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.render
 @pytest.mark.parametrize("vid", VARIANT_IDS)
 def test_shellcheck_and_bash_n(vid, renders, tmp_path) -> None:
     for node, bundle in renders[vid].bundles.items():
-        f = bundle.file(NOTIFY_SCRIPT)
+        f = bundle.file(PATHS.notify_script)
         assert f.mode == 0o755 and f.content.startswith(b"#!/bin/bash\n")
         path = tmp_path / f"{node}.sh"
         path.write_bytes(f.content)
@@ -127,7 +127,7 @@ def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> It
     assert (str(s.vip.ip), s.interface) == ("198.18.50.160", "ens160")
     bundle = render_node(s, s.nodes[0], Secrets.resolve(s, vrrp_auth_pass="x"), AUTHORIZED)
     script = tmp_path / "keepalivednotify.sh"
-    script.write_bytes(bundle.file(NOTIFY_SCRIPT).content)
+    script.write_bytes(bundle.file(PATHS.notify_script).content)
     script.chmod(0o755)
     yield Notify(script, tmp_path / "state", mount_point, xfs_volume, namespaces["vip"])
 
@@ -176,9 +176,9 @@ def test_open_file_does_not_block_unmount(notify: Notify) -> None:
 def test_keepalived_exec_stop_releases_the_volume(notify: Notify, renders) -> None:
     """The drop-in's ExecStop, run as systemd runs it before keepalived gets SIGTERM: the
     volume is released, its holder killed, while keepalived (and the VIP) would still be up."""
-    dropin = renders["lab-el7"].bundles["repo1"].file(KEEPALIVED_DROPIN).content.decode()
+    dropin = renders["lab-el7"].bundles["repo1"].file(PATHS.keepalived_dropin).content.decode()
     argv = shlex.split([ln for ln in dropin.splitlines() if ln.startswith("ExecStop=")][-1][9:])
-    assert argv == [NOTIFY_SCRIPT, "INSTANCE", "REPO_CLUSTER", "STOP"]
+    assert argv == [PATHS.notify_script, "INSTANCE", "REPO_CLUSTER", "STOP"]
     check(notify.call("MASTER"))
     holder = subprocess.Popen(["sleep", "600"], cwd=notify.mount_point)
     try:

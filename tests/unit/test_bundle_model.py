@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 import yaml
 
-from components import hostkeys, packages, settings
+from components import config as settings
 from components.bundle import (
-    PLACEHOLDER_AUTHORIZED_KEY,
     Bundle,
     Secrets,
     authorized_keys,
+    hostkeys,
+    packages,
     render_cluster,
     render_node,
 )
-from components.settings import Secret
+from components.bundle.secrets import PLACEHOLDER_AUTHORIZED_KEY
+from components.config import Secret
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.keys import KEYS
+from components.config.keys import KEYS
 
 pytestmark = pytest.mark.unit
 

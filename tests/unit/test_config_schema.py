@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.keys import KEYS, NAMESPACE, Key
+from components.config.keys import KEYS, NAMESPACE, Key
 
 pytestmark = pytest.mark.unit
 

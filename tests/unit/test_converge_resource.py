@@ -10,10 +10,9 @@ import pytest
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
 
-from components import converge_resource as cr
-from components import hostkeys
-from components.bundle import Secrets, render_node
-from tests.conftest import stack_settings
+from components import node_converge as cr
+from components.bundle import PATHS, Secrets, hostkeys, render_node
+from tests.kit import stack_settings
 
 pytestmark = pytest.mark.unit
 
@@ -125,7 +124,7 @@ def test_release_is_run_by_the_shell_in_that_order(tmp_path):
         script.chmod(0o755)
         (tmp_path / "systemctl").write_text(f"#!/bin/sh\necho stop >> {log}\n")
         (tmp_path / "systemctl").chmod(0o755)
-        cmd = cr.release_command().replace(cr.NOTIFY_SCRIPT, str(script))
+        cmd = cr.release_command().replace(PATHS.notify_script, str(script))
         r = subprocess.run(
             ["sh", "-c", cmd], env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, capture_output=True
         )

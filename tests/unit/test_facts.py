@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components import facts, status
+from components.converge import facts, status
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from components import labsecrets
-from components.settings import Secret
-from tests.conftest import stack_settings
+from components.config import Secret
+from components.lab import secrets as labsecrets
+from tests.kit import stack_settings
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from components import operations as ops
 from components.bundle import BundleFile, Secrets, render_node
-from components.facts import FileState, UnitState
+from components.bundle.packages import install_commands
+from components.converge import operations as ops
+from components.converge.facts import FileState, UnitState
 
 pytestmark = pytest.mark.unit
 
@@ -79,12 +80,12 @@ PACKAGES = [
 
 
 @pytest.mark.parametrize(("family", "sources", "missing", "expected"), PACKAGES)
-def test_install_packages(family, sources, missing, expected):
-    assert ops.install_packages(family, sources, missing) == expected
+def test_install_commands(family, sources, missing, expected):
+    assert install_commands(family, sources, missing) == expected
 
 
 def test_package_names_are_quoted():
-    cmds = ops.install_packages("el8", (), ["a;rm -rf /"])
+    cmds = install_commands("el8", (), ["a;rm -rf /"])
     assert cmds == ["dnf -y -q install 'a;rm -rf /'"]
 
 
@@ -306,7 +307,7 @@ def test_repository_files_are_package_sources(path, source):
 
 
 def test_el7_bundle_repo_files_go_before_its_packages():
-    from tests.conftest import stack_settings
+    from tests.kit import stack_settings
 
     s = stack_settings("lab")
     bundle = render_node(s, s.nodes[0], Secrets.resolve(s), ("ssh-ed25519 AAAA test",))

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from components import settings
+from components import config as settings
 from components.bundle import Secrets, authorized_keys, render_node
-from components.hostkeys import HostKey
+from components.bundle.hostkeys import HostKey
 from components.node import encode
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import settings
+from components import config as settings
 
 pytestmark = pytest.mark.unit
 

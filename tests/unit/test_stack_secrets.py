@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import hostkeys, stack_secrets
-from tests.conftest import ROOT
+from components.bundle import hostkeys
+from components.cli import stack_state as stack_secrets
+from tests.kit import ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,97 @@
+"""Rendering a node's bundle: every file, package and service it carries, from Settings.
+
+One bundle per node feeds both cloud-init (first boot, :mod:`components.bundle.cloudinit`)
+and Fabric (every converge), so the two can never disagree. Rendering is deterministic: the
+same inputs give byte-identical files and the same :attr:`Bundle.digest`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.bundle import cloudinit, packages
+from components.bundle.model import Bundle, BundleFile
+from components.bundle.paths import PATHS
+from components.bundle.render import render
+from components.bundle.secrets import PLACEHOLDER_AUTHORIZED_KEY, Secrets
+from components.config import ConfigError, Node, Settings
+
+
+def authorized_keys(s: Settings, root: Path, *, required: bool = False) -> tuple[str, ...]:
+    """The operator's public keys: ``<sshKeyFile>.pub`` (``~`` expanded, relative paths from
+    ``root``). Missing or empty: one marked placeholder key that still parses, or, when
+    ``required`` (VMs are about to be built with them), a ConfigError naming the key."""
+    key_file = s.ssh_key_path(root)
+    pub = key_file.with_name(key_file.name + ".pub")
+    try:
+        lines = pub.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    keys = tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+    if not keys and required:
+        raise ConfigError(
+            [f"repo-cluster:sshKeyFile: no public key in {pub}: the nodes would admit nobody"]
+        )
+    return keys or (PLACEHOLDER_AUTHORIZED_KEY,)
+
+
+def _text(path: str, content: str, mode: int = 0o644, secret: bool = False) -> BundleFile:
+    return BundleFile(path, content.encode(), mode, secret=secret)
+
+
+def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
+    dialect = s.keepalived_dialect
+    ctx = {"s": s, "node": node}
+    conf = render(
+        "keepalived.conf.j2",
+        **ctx,
+        peers=s.peers(node),
+        dialect=dialect,
+        auth_pass=secrets.vrrp_auth_pass,
+    )
+    files = [
+        _text(PATHS.keepalived_conf, conf, 0o600, secret=True),  # holds auth_pass
+        _text(PATHS.notify_script, render("keepalivednotify.sh.j2", **ctx), 0o755),
+        _text(PATHS.unit_file(PATHS.rbd_unit(s.rbd_image)), render("rbd.service.j2", **ctx)),
+        _text(PATHS.keepalived_dropin, render("keepalived.service.d.conf.j2", **ctx)),
+        _text(PATHS.ceph_conf, render("ceph.conf.j2", **ctx)),
+        _text(
+            PATHS.ceph_keyring(s.ceph_user),
+            render("ceph.keyring.j2", s=s, key=secrets.ceph_keyring),
+            0o600,
+            secret=True,
+        ),
+        _text(PATHS.sysctl_conf, render("sysctl.conf.j2", **ctx)),
+    ]
+    files += [_text(path, content) for path, content in packages.repo_files(s, node)]
+    for key in secrets.host_keys:
+        base = PATHS.host_key(key.type)
+        files.append(_text(base, key.private, 0o600, secret=True))
+        files.append(_text(f"{base}.pub", key.public + "\n"))
+    return sorted(files, key=lambda f: f.path)
+
+
+def render_node(s: Settings, node: Node, secrets: Secrets, authorized: tuple[str, ...]) -> Bundle:
+    files = tuple(_node_files(s, node, secrets))
+    pkgs = packages.packages(s)
+    sources = packages.commands(s)
+    services = (PATHS.rbd_unit(s.rbd_image), PATHS.keepalived_unit)
+    # first boot installs as a converge does on a node that has none of the packages
+    install = tuple(packages.install_commands(s.os_family, sources, pkgs))
+    user_data = cloudinit.user_data(
+        s, node, files, secrets.host_keys, authorized, install, services
+    )
+    return Bundle(
+        node=node,
+        os_family=s.os_family,
+        files=files,
+        package_sources=sources,
+        packages=pkgs,
+        services=services,
+        user_data=user_data,
+        meta_data=cloudinit.meta_data(s, node),
+    )
+
+
+def render_cluster(s: Settings, secrets: Secrets, authorized: tuple[str, ...]) -> dict[str, Bundle]:
+    return {node.name: render_node(s, node, secrets, authorized) for node in s.nodes}

@@ -1,0 +1,59 @@
+"""Where things live on a node: every path and unit name, spelled once.
+
+Templates read this table too (``paths`` in every Jinja context), as do the converge, the
+status probe and cloud-init, so a rename here reaches every file that names the path.
+Imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Paths and unit names on a repo node."""
+
+    notify_script: str = "/usr/local/bin/keepalivednotify.sh"
+    """keepalived's notify script: mounts on MASTER, releases otherwise."""
+    notify_state_dir: str = "/run/keepalivednotify"
+    """The notify script's lock and state journal (tmpfs: gone at boot)."""
+    keepalived_conf: str = "/etc/keepalived/keepalived.conf"
+    keepalived_unit: str = "keepalived.service"
+    sysctl_conf: str = "/etc/sysctl.d/90-repo-cluster.conf"
+    ceph_conf: str = "/etc/ceph/ceph.conf"
+    ssh_dir: str = "/etc/ssh"
+    unit_dir: str = "/etc/systemd/system"
+
+    @property
+    def notify_journal(self) -> str:
+        """One ``STATE PID`` line per notify call, newest last."""
+        return f"{self.notify_state_dir}/states"
+
+    @property
+    def keepalived_dropin(self) -> str:
+        """Drop-in for the packaged unit: needs the rbd unit, releases the volume on stop."""
+        return f"{self.unit_dir}/{self.keepalived_unit}.d/10-repo-cluster.conf"
+
+    def host_key(self, key_type: str) -> str:
+        """The private host key of ``key_type`` (rsa, ecdsa, ed25519); ``.pub`` beside it."""
+        return f"{self.ssh_dir}/ssh_host_{key_type}_key"
+
+    def is_host_key(self, path: str) -> bool:
+        return path.startswith(f"{self.ssh_dir}/ssh_host_")
+
+    def is_host_public_key(self, path: str) -> bool:
+        return self.is_host_key(path) and path.endswith(".pub")
+
+    def ceph_keyring(self, ceph_user: str) -> str:
+        return f"/etc/ceph/ceph.client.{ceph_user}.keyring"
+
+    def rbd_unit(self, rbd_image: str) -> str:
+        """The unit that maps the image (no mount: only the MASTER mounts)."""
+        return f"rbd-{rbd_image}.service"
+
+    def unit_file(self, unit: str) -> str:
+        return f"{self.unit_dir}/{unit}"
+
+
+PATHS = NodePaths()

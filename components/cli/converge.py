@@ -1,0 +1,141 @@
+"""`fab converge` and `fab status`: a deployed stack's nodes, over SSH with strict host keys.
+
+Settings, secrets and the shared host keys come from the stack itself (Pulumi config and
+state, components/stack_secrets.py): the CLI converges to exactly what ``pulumi up`` rendered.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import sys
+
+from invoke import task
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from components.bundle import Secrets, authorized_keys, render_cluster
+from components.cli import stack_state as stack_secrets
+from components.cli.common import require
+from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
+from components.converge import fleet
+from components.converge.ssh import Access
+from components.converge.status import NodeStatus, cluster_problems
+from components.lab import secrets as labsecrets
+
+ROOT = PROJECT_ROOT
+
+
+def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> Access:
+    return Access.for_stack(s, ROOT, secrets.public_host_keys, trust_first_contact)
+
+
+def _load(stack: str, task_name: str, lab_secrets: bool) -> tuple[Settings, Secrets]:
+    try:
+        if lab_secrets:
+            s = load_stack_file(str(stack_file(stack, ROOT)))
+            return s, labsecrets.load_or_create(s, stack, ROOT)
+        s, host_keys, auth_pass = stack_secrets.load(stack, ROOT)
+    except (stack_secrets.StackStateError, labsecrets.LabSecretsError, ConfigError) as e:
+        raise Exit(f"{task_name}: {e}", code=2) from None
+    return s, Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
+
+
+_LAB_SECRETS_HELP = (
+    "Use the embedded lab's own secrets (.lab/<stack>/secrets.json) instead of the stack's "
+    "Pulumi state; lab stacks (198.18.0.0/15) only, for machines without the vSphere plugin."
+)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def print_outcome(outcome: fleet.Outcome) -> None:
+    for name, r in outcome.results.items():
+        if r.error:
+            print(f"{name}: FAILED after {r.count} change(s): {r.error}")
+        else:
+            print(f"{name}: {r.count} change(s)" if r.count else f"{name}: up to date")
+        for path in r.changed:
+            print(f"    {path}")
+    print_status(outcome.statuses, outcome.problems)
+
+
+def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
+    if statuses:
+        print(f"{'node':<12} {'ip':<16} {'vrrp':<12} {'vip':<5} mounted")
+        for st in statuses:
+            print(
+                f"{st.name:<12} {st.ip:<16} {st.vrrp_state:<12} "
+                f"{'yes' if st.holds_vip else '-':<5} {'yes' if st.mounted else '-'}"
+                + (f"  ({st.error})" if st.error else "")
+            )
+    for p in problems:
+        print(f"cluster: {p}")
+
+
+@task(
+    positional=[],
+    help={
+        "stack": "Stack name (its deployed state holds the shared host keys).",
+        "json": "Print one JSON object instead of the summary.",
+        "trust-first-contact": "Accept, once, the own host key of a node that lacks the shared "
+        "one (a fresh lab node, a server being adopted); its fingerprint is printed.",
+        "lab-secrets": _LAB_SECRETS_HELP,
+    },
+)
+def converge(
+    c: Context,
+    stack: str = "",
+    json: bool = False,
+    trust_first_contact: bool = False,
+    lab_secrets: bool = False,
+) -> None:
+    """Make every node match its bundle, in parallel; exit non-zero if any node fails."""
+    require("converge", stack=stack)
+    s, secrets = _load(stack, "converge", lab_secrets)
+    if secrets.placeholders:
+        _stderr(f"converge: placeholders in the bundles: {', '.join(secrets.placeholders)}")
+    bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
+    report = _stderr if json else print
+    outcome = fleet.converge_stack(
+        s, bundles, access_for(s, secrets, trust_first_contact), report=report
+    )
+    if json:
+        print(_json.dumps(outcome.as_dict(), indent=2))
+    else:
+        print_outcome(outcome)
+    if not outcome.ok:
+        raise Exit(code=1)
+
+
+@task(
+    positional=[],
+    help={
+        "stack": "Stack name (its deployed state holds the shared host keys).",
+        "json": "Print one JSON object instead of the table.",
+        "lab-secrets": _LAB_SECRETS_HELP,
+    },
+)
+def status(c: Context, stack: str = "", json: bool = False, lab_secrets: bool = False) -> None:
+    """Show each node's VRRP state, VIP and mount; exit 1 unless one MASTER holds both.
+
+    Exactly one node must be MASTER, hold the VIP and have the volume mounted; every other
+    node must be BACKUP with neither.
+    """
+    require("status", stack=stack)
+    s, secrets = _load(stack, "status", lab_secrets)
+    statuses = fleet.cluster_status(s, access_for(s, secrets, False))
+    problems = cluster_problems(statuses)
+    if json:
+        doc = {
+            "nodes": [st.as_dict() for st in statuses],
+            "vip": str(s.vip.ip),
+            "problems": problems,
+        }
+        print(_json.dumps(doc, indent=2))
+    else:
+        print(f"VIP {s.vip.ip}")
+        print_status(statuses, problems)
+    if problems:
+        raise Exit(code=1)

@@ -1,0 +1,42 @@
+"""`fab lab-up --stack sim` / `fab lab-down --stack sim`: the embedded lab's bare nodes.
+
+Thin tasks over :mod:`components.lab` (which draws the topology). Root only; addresses outside
+198.18.0.0/15 are refused before anything is created.
+"""
+
+from __future__ import annotations
+
+from invoke import task
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from components import lab
+from components.config import ConfigError, stack_file
+
+_HELP = {"stack": "stack whose Pulumi.<stack>.yaml describes the lab (default: sim)"}
+
+
+def _stack_file(stack: str) -> None:
+    path = stack_file(stack, lab.REPO)
+    if not path.is_file():
+        raise Exit(f"no stack file {path}", code=2)
+
+
+@task(help=_HELP)
+def lab_up(c: Context, stack: str = "sim") -> None:
+    """Build the lab nodes (netns, own mounts, sshd, XFS loop volume); idempotent."""
+    _stack_file(stack)
+    try:
+        lab.lab_up(stack)
+    except (lab.LabError, ConfigError) as exc:
+        raise Exit(f"lab-up: {exc}", code=1) from exc
+
+
+@task(help=_HELP)
+def lab_down(c: Context, stack: str = "sim") -> None:
+    """Remove every trace of the lab nodes (processes, mounts, namespaces, links, loop, files)."""
+    _stack_file(stack)
+    try:
+        lab.lab_down(stack)
+    except (lab.LabError, ConfigError) as exc:
+        raise Exit(f"lab-down: {exc}", code=1) from exc

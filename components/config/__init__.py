@@ -1,0 +1,34 @@
+"""The bottom layer: the config key table, the settings model, loading and validation.
+
+Every other package reads a stack's settings through this one model and imports nothing of
+this package but what is re-exported here.
+"""
+
+from components.config.keys import KEYS, NAMESPACE, Key
+from components.config.load import load, load_pulumi, load_stack_file, stack_file
+from components.config.model import (
+    AUTH_PASS,
+    OS_FAMILIES,
+    PROJECT_ROOT,
+    ConfigError,
+    Node,
+    Secret,
+    Settings,
+)
+
+__all__ = [
+    "AUTH_PASS",
+    "KEYS",
+    "NAMESPACE",
+    "OS_FAMILIES",
+    "PROJECT_ROOT",
+    "ConfigError",
+    "Key",
+    "Node",
+    "Secret",
+    "Settings",
+    "load",
+    "load_pulumi",
+    "load_stack_file",
+    "stack_file",
+]

@@ -1,0 +1,165 @@
+"""The table of config keys: name, type, default, secrecy and meaning.
+
+``Pulumi.yaml``'s ``config:`` schema and the README's configuration reference are checked
+against this table by the tests, so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+NAMESPACE = "repo-cluster"
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: type
+    default: Any
+    description: str
+    secret: bool = False
+    namespace: str = NAMESPACE
+    config_name: str | None = None  # the name in the namespace when it differs from ``name``
+
+    @property
+    def full(self) -> str:
+        return f"{self.namespace}:{self.config_name or self.name}"
+
+    @property
+    def field(self) -> str:
+        """The :class:`~components.config.model.Settings` field: ``name`` in snake_case."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def _k(name: str, type_: type, default: Any, description: str, **kw: Any) -> Key:
+    return Key(name, type_, default, description, **kw)
+
+
+KEYS: tuple[Key, ...] = (
+    # --- vSphere connection (the pulumi-vsphere provider reads the same keys)
+    _k("vsphereServer", str, REQUIRED, "vCenter host[:port].", namespace="vsphere"),
+    _k(
+        "vsphereUser",
+        str,
+        REQUIRED,
+        "vCenter user.",
+        namespace="vsphere",
+        config_name="user",
+    ),
+    _k(
+        "vspherePassword",
+        str,
+        None,
+        "vCenter password (secret).",
+        secret=True,
+        namespace="vsphere",
+        config_name="password",
+    ),
+    _k(
+        "allowUnverifiedSsl",
+        bool,
+        False,
+        "Accept a self-signed vCenter certificate.",
+        namespace="vsphere",
+    ),
+    # --- placement
+    _k("datacenter", str, REQUIRED, "vSphere datacenter name."),
+    _k("cluster", str, REQUIRED, "Compute cluster the VMs run on."),
+    _k("datastore", str, REQUIRED, "Datastore for the VM disks."),
+    _k("network", str, REQUIRED, "Port group of the VMs' NIC."),
+    _k(
+        "template",
+        str,
+        REQUIRED,
+        "Template VM to clone (CentOS 7 with cloud-init guestinfo).",
+    ),
+    _k("folder", str, None, "VM folder (optional)."),
+    _k("annotation", str, None, "VM notes (optional)."),
+    _k(
+        "antiAffinity",
+        bool,
+        True,
+        "DRS anti-affinity rule keeping the nodes on different hosts.",
+    ),
+    _k("preflight", bool, True, "Check vCenter with pyvmomi before creating anything."),
+    # --- VM size and OS
+    _k("cpus", int, 2, "vCPUs per node."),
+    _k("memoryMb", int, 2048, "Memory per node, MB."),
+    _k("diskGb", int, 20, "System disk per node, GB (not smaller than the template's)."),
+    _k("osFamily", str, "el7", "Node OS: el7, el8, el9, debian or ubuntu."),
+    # --- network
+    _k("domain", str, REQUIRED, "DNS domain of the nodes (skunkworks.local)."),
+    _k("nodes", list, REQUIRED, "Repo nodes: list of {name, ip, priority}."),
+    _k("vip", str, REQUIRED, "Virtual IP with prefix (10.2.50.160/24)."),
+    _k("gateway", str, REQUIRED, "Default gateway of the nodes."),
+    _k("nameservers", list, [], "DNS servers the nodes resolve with."),
+    _k("interface", str, "ens160", "NIC name inside the guest; carries the VIP."),
+    # --- VRRP
+    _k("vrrpInstance", str, "REPO_CLUSTER", "keepalived vrrp_instance name."),
+    _k(
+        "virtualRouterId",
+        int,
+        1,
+        "VRRP virtual_router_id (1-255), unique on the segment.",
+    ),
+    _k("advertInterval", int, 1, "VRRP advert_int, seconds."),
+    _k(
+        "vrrpAuthPass",
+        str,
+        None,
+        "VRRP auth_pass, max 8 chars (secret; generated if unset).",
+        secret=True,
+    ),
+    _k(
+        "unicast",
+        bool,
+        False,
+        "Unicast VRRP (unicast_src_ip/unicast_peer) instead of multicast.",
+    ),
+    # --- volume and Ceph
+    _k("rbdPool", str, "rbd", "Ceph pool of the repository image."),
+    _k("rbdImage", str, "veeamrepo", "RBD image mapped on every node."),
+    _k("xfsLabel", str, "veeamrepo", "XFS label of the volume (max 12 chars)."),
+    _k("mountPoint", str, "/mnt/veeamrepo", "Where the MASTER mounts the volume."),
+    _k("cephMonitors", list, REQUIRED, "Ceph monitor addresses."),
+    _k("cephUser", str, "admin", "Ceph client name (client.<name>)."),
+    _k("cephKeyring", str, None, "Ceph client key (secret).", secret=True),
+    _k("cephRepoUrl", str, None, "Ceph package repository (required on el7/el8/el9)."),
+    # --- access
+    _k("sshUser", str, "root", "User Fabric connects as."),
+    _k(
+        "sshKeyFile",
+        str,
+        "~/.ssh/id_ed25519",
+        "Operator private key; its .pub is authorized.",
+    ),
+    _k("converge", bool, True, "Converge every node with Fabric inside pulumi up."),
+    _k(
+        "trustFirstContact",
+        bool,
+        False,
+        "Accept (and print) a node's own host key once when it lacks the shared one.",
+    ),
+    # --- DNS record for the VIP (RFC 2136)
+    _k("dnsRecord", str, "repo-cluster", "Host name of the VIP's A record."),
+    _k("dnsServer", str, None, "DNS server taking RFC 2136 updates (unset: no record)."),
+    _k("dnsPort", int, 53, "Port of that DNS server."),
+    _k("dnsZone", str, None, "Zone to update (default: domain)."),
+    _k("dnsTsigKeyName", str, None, "TSIG key name for updates."),
+    _k("dnsTsigAlgorithm", str, "hmac-sha256", "TSIG algorithm."),
+    _k("dnsTsigSecret", str, None, "TSIG key, base64 (secret).", secret=True),
+)

@@ -1,0 +1,273 @@
+"""Validation: what each config value means, checked all at once.
+
+Every check adds its problems (each naming its config key) to one list; :func:`validate`
+raises a :class:`~components.config.model.ConfigError` holding them all, so a user fixes a
+stack file in one pass. The checks are grouped by concern, one function each.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from components.config.keys import KEYS
+from components.config.model import AUTH_PASS, OS_FAMILIES, ConfigError, Node, Secret, Settings
+
+_HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# a mount point here would hide or be part of the system itself
+_SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+)
+_SYSTEM_EXACT = ("/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var")
+_CEPH_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class _Check:
+    def __init__(self, values: dict[str, Any], problems: list[str]) -> None:
+        self.v = values
+        self.problems = problems
+        # keys already reported while loading (missing, wrong type) are not checked again
+        self.reported = {p.split(": ", 1)[0] for p in problems}
+
+    def bad(self, name: str, message: str) -> None:
+        full = _full(name)
+        if full not in self.reported:
+            self.problems.append(f"{full}: {message}")
+
+    def ipv4(self, name: str, value: Any, label: str = "") -> ipaddress.IPv4Address | None:
+        if not isinstance(value, str):
+            self.bad(name, f"{label}{value!r} is not an IPv4 address (a.b.c.d, as a string)")
+            return None
+        try:
+            return ipaddress.IPv4Address(value)
+        except (ipaddress.AddressValueError, ValueError):
+            self.bad(name, f"{label}{value!r} is not an IPv4 address")
+            return None
+
+    def in_range(self, name: str, lo: int, hi: int) -> int:
+        value = self.v[name]
+        if isinstance(value, int) and not lo <= value <= hi:
+            self.bad(name, f"{value} is out of range {lo}-{hi}")
+        return value
+
+    def hostname(self, name: str, value: Any, label: str = "") -> None:
+        if not isinstance(value, str) or not _HOSTNAME.match(value):
+            self.bad(
+                name,
+                f"{label}{value!r} is not a valid RFC 1123 host name (a-z, 0-9, -)",
+            )
+
+    def domain(self, name: str) -> None:
+        value = self.v[name]
+        parts = value.split(".") if isinstance(value, str) else []
+        if not parts or len(value) > 253 or not all(_HOSTNAME.match(p) for p in parts):
+            self.bad(name, f"{value!r} is not a valid RFC 1123 domain name")
+
+    def nonempty(self, *names: str) -> None:
+        for name in names:
+            if isinstance(self.v[name], str) and not self.v[name].strip():
+                self.bad(name, "must not be empty")
+
+
+def _full(name: str) -> str:
+    for key in KEYS:
+        if key.name == name:
+            return key.full
+    return name
+
+
+def _nodes(c: _Check) -> tuple[Node, ...]:
+    raw = c.v["nodes"]
+    nodes: list[Node] = []
+    if not isinstance(raw, list):
+        return ()
+    if len(raw) < 2:
+        c.bad("nodes", f"at least 2 nodes are needed for failover, got {len(raw)}")
+    for i, item in enumerate(raw):
+        where = f"[{i}]"
+        if not isinstance(item, Mapping):
+            c.bad("nodes", f"{where} must be a mapping with name, ip, priority")
+            continue
+        extra = set(item) - {"name", "ip", "priority"}
+        if extra:
+            c.bad("nodes", f"{where} unknown field(s) {', '.join(sorted(extra))}")
+        name, ip, prio = item.get("name"), item.get("ip"), item.get("priority")
+        c.hostname("nodes", name, f"{where}.name ")
+        addr = c.ipv4("nodes", ip, f"{where}.ip ") if ip is not None else None
+        if ip is None:
+            c.bad("nodes", f"{where}.ip is required")
+        if not isinstance(prio, int) or isinstance(prio, bool) or not 1 <= prio <= 254:
+            c.bad("nodes", f"{where}.priority {prio!r} must be an integer 1-254")
+            prio = 0
+        if isinstance(name, str) and addr is not None:
+            nodes.append(Node(name, addr, prio))
+    for attr, label in (("name", "name"), ("ip", "ip"), ("priority", "priority")):
+        seen: set[Any] = set()
+        for n in nodes:
+            value = getattr(n, attr)
+            if attr == "priority" and value == 0:
+                continue
+            if value in seen:
+                c.bad("nodes", f"duplicate node {label} {str(value)!r}")
+            seen.add(value)
+    return tuple(nodes)
+
+
+def _sizes(c: _Check) -> None:
+    c.nonempty("vsphereServer", "vsphereUser", "datacenter", "cluster", "datastore")
+    c.nonempty("network", "template", "sshUser", "sshKeyFile", "vrrpInstance")
+    c.in_range("cpus", 1, 128)
+    c.in_range("memoryMb", 1024, 1048576)
+    c.in_range("diskGb", 10, 65536)
+    c.in_range("virtualRouterId", 1, 255)
+    c.in_range("advertInterval", 1, 255)
+    c.in_range("dnsPort", 1, 65535)
+    v = c.v
+    if v["osFamily"] not in OS_FAMILIES:
+        c.bad("osFamily", f"{v['osFamily']!r} is not one of {', '.join(OS_FAMILIES)}")
+
+
+def _names(c: _Check) -> None:
+    """Names that end up in config files, unit names and command lines."""
+    v = c.v
+    c.domain("domain")
+    c.hostname("dnsRecord", v["dnsRecord"])
+    if not _IFNAME.match(str(v["interface"])) or v["interface"] in (".", ".."):
+        c.bad(
+            "interface",
+            f"{v['interface']!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)",
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", str(v["vrrpInstance"])):
+        c.bad("vrrpInstance", f"{v['vrrpInstance']!r} must be 1-32 letters, digits or _")
+    if not _USER.match(str(v["sshUser"])):
+        c.bad("sshUser", f"{v['sshUser']!r} is not a valid user name (a-z, 0-9, _, -)")
+    for name in ("rbdPool", "rbdImage", "cephUser"):
+        if not _CEPH_NAME.match(str(v[name])):
+            c.bad(name, f"{v[name]!r} may hold only letters, digits, '.', '_' and '-'")
+
+
+def _volume(c: _Check) -> None:
+    label = c.v["xfsLabel"]
+    if not label or len(label) > 12 or any(ch.isspace() for ch in label):
+        c.bad("xfsLabel", f"{label!r} must be 1-12 characters without spaces (XFS limit)")
+    mount = c.v["mountPoint"]
+    if not PurePosixPath(mount).is_absolute() or mount == "/" or ".." in mount.split("/"):
+        c.bad("mountPoint", f"{mount!r} must be an absolute path other than /")
+    elif not mount.isprintable():
+        c.bad("mountPoint", f"{mount!r} must not hold control characters")
+    elif (norm := str(PurePosixPath(mount))) in _SYSTEM_EXACT or any(
+        norm == d or norm.startswith(f"{d}/") for d in _SYSTEM_DIRS
+    ):
+        c.bad("mountPoint", f"{mount!r} is a system directory: use e.g. /mnt/<name>")
+
+
+def _secrets(c: _Check) -> None:
+    auth: Secret = c.v["vrrpAuthPass"]
+    if auth.value is not None and (
+        not AUTH_PASS.fullmatch(auth.value) or not auth.value.isprintable()
+    ):
+        c.bad(
+            "vrrpAuthPass",
+            "must be 1-8 printable characters without spaces or any of"
+            " \" ' { } # ! \\ (keepalived.conf syntax) (value hidden)",
+        )
+
+
+def _services(c: _Check) -> None:
+    """Ceph and DNS: the servers the nodes and the program talk to."""
+    v = c.v
+    monitors = v["cephMonitors"]
+    if isinstance(monitors, list):
+        if not monitors:
+            c.bad("cephMonitors", "at least one Ceph monitor address is needed")
+        for m in monitors:
+            if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", m):
+                c.bad("cephMonitors", f"{m!r} is not a host, IP or IP:port")
+    if v["osFamily"] in ("el7", "el8", "el9") and not v["cephRepoUrl"]:
+        c.bad(
+            "cephRepoUrl",
+            f"required for osFamily {v['osFamily']} (no ceph-common in its base)",
+        )
+    if v["cephRepoUrl"] and not re.match(r"^https?://\S+$", v["cephRepoUrl"]):
+        c.bad("cephRepoUrl", f"{v['cephRepoUrl']!r} is not an http(s) URL")
+    if v["dnsServer"] and v["dnsTsigKeyName"] is None:
+        c.bad("dnsTsigKeyName", "required when dnsServer is set (updates are TSIG-signed)")
+
+
+def _vip(c: _Check) -> ipaddress.IPv4Interface | None:
+    raw = c.v["vip"]
+    try:
+        vip = ipaddress.IPv4Interface(raw)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError):
+        c.bad("vip", f"{raw!r} is not an IPv4 address with prefix (a.b.c.d/nn)")
+        return None
+    if "/" not in str(raw):
+        c.bad("vip", f"{raw!r} needs a prefix length, e.g. 10.2.50.160/24")
+        return None
+    return vip
+
+
+def _subnet(
+    c: _Check,
+    vip: ipaddress.IPv4Interface,
+    nodes: tuple[Node, ...],
+    gateway: ipaddress.IPv4Address | None,
+) -> None:
+    """Nodes, VIP and gateway share one subnet and no address."""
+    net = vip.network
+    if vip.ip in (net.network_address, net.broadcast_address):
+        c.bad("vip", f"{vip.ip} is the network or broadcast address of {net}")
+    for n in nodes:
+        if n.ip not in net:
+            c.bad("nodes", f"{n.name} ip {n.ip} is not in the VIP subnet {net}")
+        elif n.ip in (net.network_address, net.broadcast_address):
+            c.bad("nodes", f"{n.name} ip {n.ip} is the network or broadcast address of {net}")
+        if n.ip == vip.ip:
+            c.bad("vip", f"{vip.ip} is also the ip of node {n.name}")
+    if gateway is not None:
+        if gateway not in net:
+            c.bad("gateway", f"{gateway} is not in the VIP subnet {net}")
+        if gateway == vip.ip or any(gateway == n.ip for n in nodes):
+            c.bad("gateway", f"{gateway} is also the VIP or a node ip")
+
+
+def validate(v: dict[str, Any], problems: list[str]) -> Settings:
+    """Check the typed values (keyed by key name); Settings, or ConfigError with every
+    problem, those found while loading (``problems``) first."""
+    c = _Check(v, problems)
+    for check in (_sizes, _names, _volume, _secrets, _services):
+        check(c)
+    nodes = _nodes(c)
+    vip = _vip(c)
+    gateway = c.ipv4("gateway", v["gateway"])
+    nameservers = tuple(
+        a for a in (c.ipv4("nameservers", s) for s in v["nameservers"]) if a is not None
+    )
+    if vip is not None:
+        _subnet(c, vip, nodes, gateway)
+    if problems:
+        raise ConfigError(problems)
+    derived: dict[str, Any] = {
+        "nodes": nodes,
+        "vip": vip,
+        "gateway": gateway,
+        "nameservers": nameservers,
+        "cephMonitors": tuple(v["cephMonitors"]),
+        "dnsZone": v["dnsZone"] or v["domain"],
+    }
+    return Settings(**{k.field: derived.get(k.name, v[k.name]) for k in KEYS})

@@ -1,0 +1,165 @@
+"""Every node at once: parallel converge, keepalived start order, cluster status.
+
+Nodes converge in a thread pool, one Connection each. One thing is ordered across them: the
+first start of keepalived. With ``state BACKUP`` + ``nopreempt`` whichever node starts first
+wins MASTER, so a fresh cluster started in parallel would elect a random node. The
+:class:`StartOrder` gate lets a node start keepalived only after every higher-priority node
+has passed its keepalived step, and a node that starts it waits (bounded) until it is MASTER
+while lower-priority nodes are still to come. Everything else runs fully in parallel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import paramiko
+from fabric import Connection
+
+from components.bundle import Bundle
+from components.config import Node, Settings
+from components.converge import node as converge
+from components.converge import ssh as sshconn
+from components.converge import status
+from components.converge.ssh import Access
+
+Report = Callable[[str], None]
+
+
+class StartOrder:
+    """Gate for first keepalived starts, highest priority first (see module doc)."""
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        settle: float,
+        is_master: Callable[[Connection], bool],
+        wait_limit: float = converge.INSTALL_TIMEOUT + 600,
+    ) -> None:
+        # ``nodes`` in Settings.start_order; a node waits for those before it
+        self._order = [n.name for n in nodes]
+        self._passed = {n.name: threading.Event() for n in nodes}
+        self._settle = settle
+        self._is_master = is_master
+        self._wait_limit = wait_limit
+
+    def _higher(self, node: str) -> list[str]:
+        return self._order[: self._order.index(node)]
+
+    def _lower(self, node: str) -> list[str]:
+        return self._order[self._order.index(node) + 1 :]
+
+    def wait_turn(self, node: str) -> None:
+        deadline = time.monotonic() + self._wait_limit
+        for other in self._higher(node):
+            self._passed[other].wait(max(0.0, deadline - time.monotonic()))
+
+    def started(self, c: Connection, node: str) -> None:
+        if all(self._passed[n].is_set() for n in self._lower(node)):
+            return  # nobody waits on this node's election
+        deadline = time.monotonic() + self._settle
+        while time.monotonic() < deadline and not self._is_master(c):
+            time.sleep(0.3)
+
+    def passed(self, node: str) -> None:
+        self._passed[node].set()
+
+
+def converge_cluster(
+    s: Settings,
+    bundles: Mapping[str, Bundle],
+    access: Access,
+    *,
+    only: Sequence[str] | None = None,
+    report: Report = print,
+) -> dict[str, converge.NodeResult]:
+    """Converge ``only`` (default: every node) in parallel; results by node name."""
+    nodes = [n for n in s.start_order if only is None or n.name in only]
+
+    def is_master(c: Connection) -> bool:
+        return status.node_status(c, s, "").vrrp_state == "MASTER"
+
+    gate = StartOrder(nodes, settle=3 * s.advert_interval + 3, is_master=is_master)
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        futures = {
+            n.name: pool.submit(
+                converge.converge_one,
+                access.target(n.name, str(n.ip)),
+                bundles[n.name],
+                gate=gate,
+                log=report,
+            )
+            for n in nodes
+        }
+        return {n.name: futures[n.name].result() for n in s.nodes if n.name in futures}
+
+
+def node_status(s: Settings, node: Node, access: Access) -> status.NodeStatus:
+    """One node's status over a strict connection; UNREACHABLE with the reason on failure."""
+    try:
+        with sshconn.connect(access.target(node.name, str(node.ip), strict=True)) as c:
+            return status.node_status(c, s, node.name)
+    except (OSError, paramiko.SSHException, sshconn.HostKeyError) as e:
+        return status.NodeStatus(node.name, str(node.ip), "UNREACHABLE", False, False, str(e))
+
+
+def cluster_status(s: Settings, access: Access) -> list[status.NodeStatus]:
+    with ThreadPoolExecutor(max_workers=len(s.nodes)) as pool:
+        return list(pool.map(lambda n: node_status(s, n, access), s.nodes))
+
+
+def wait_for_cluster(
+    s: Settings, access: Access, timeout: float
+) -> tuple[list[status.NodeStatus], list[str]]:
+    """Poll until exactly one MASTER holds the VIP and the mount, or ``timeout``; returns
+    the last statuses and what is still wrong (empty when settled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = cluster_status(s, access)
+        problems = status.cluster_problems(statuses)
+        if not problems or time.monotonic() >= deadline:
+            return statuses, problems
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- whole stack
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A stack converge: per-node results, then the cluster as the nodes report it."""
+
+    results: dict[str, converge.NodeResult]
+    statuses: list[status.NodeStatus]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(r.error is None for r in self.results.values())
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "nodes": {name: r.as_dict() for name, r in self.results.items()},
+            "ok": self.ok,
+            "cluster_problems": list(self.problems),
+        }
+
+
+def converge_stack(
+    s: Settings,
+    bundles: Mapping[str, Bundle],
+    access: Access,
+    *,
+    only: Sequence[str] | None = None,
+    verify: bool = True,
+    report: Report = print,
+) -> Outcome:
+    """Converge in parallel, then (``verify``) wait, bounded, for one MASTER with VIP+mount."""
+    results = converge_cluster(s, bundles, access, only=only, report=report)
+    if not verify:
+        return Outcome(results, [], [])
+    statuses, problems = wait_for_cluster(s, access, timeout=3 * s.advert_interval + 10)
+    return Outcome(results, statuses, problems)

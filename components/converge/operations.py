@@ -1,0 +1,196 @@
+"""Operations: desired state (the bundle) + facts -> the commands that close the gap.
+
+Pure functions, pyinfra style: no I/O, so every decision is unit-tested as
+``(bundle, facts) -> commands``, and a node that already matches yields no command at all.
+:mod:`components.converge` gathers the facts and runs what these return.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from components.bundle import PATHS, BundleFile
+from components.bundle.packages import DEBIAN_LIKE
+from components.converge.facts import FileState, UnitState
+
+q = shlex.quote
+
+UNIT_DIRS = ("/etc/systemd/", "/usr/lib/systemd/", "/lib/systemd/")
+# `systemctl is-enabled` words that mean "nothing to enable".
+ENABLED = ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient")
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class FileChange:
+    file: BundleFile
+    content: bool
+    """True: (re)write the content; False: only owner/group/mode differ."""
+
+
+def file_changes(
+    files: Iterable[BundleFile], states: Mapping[str, FileState | None]
+) -> list[FileChange]:
+    """Files whose content, mode or owner differs from the bundle (missing ones included)."""
+    changes = []
+    for f in files:
+        state = states.get(f.path)
+        if state is None or state.sha256 != hashlib.sha256(f.content).hexdigest():
+            changes.append(FileChange(f, content=True))
+        elif (state.mode, state.owner, state.group) != (f.mode, f.owner, f.group):
+            changes.append(FileChange(f, content=False))
+    return changes
+
+
+def write_files_script(changes: Sequence[FileChange]) -> str:
+    """A POSIX sh script (fed on stdin, so no content shows in ``ps``) applying ``changes``.
+
+    Content goes to a ``mktemp`` file in the target directory (created 0600 under umask 077,
+    so a secret is never readable by others), gets its owner and mode, then is renamed over
+    the target: readers see the old file or the new one, never half of one.
+    """
+    lines = ["set -eu", "umask 077", "apply() {"]
+    for n, ch in enumerate(changes):
+        f = ch.file
+        path, owner, mode = q(f.path), q(f"{f.owner}:{f.group}"), f"{f.mode:04o}"
+        if not ch.content:
+            lines += [f"chown {owner} {path}", f"chmod {mode} {path}"]
+            continue
+        parent = posixpath.dirname(f.path) or "/"
+        base = posixpath.basename(f.path)
+        tmp = f"t{n}"
+        lines += [
+            f"[ -d {q(parent)} ] || install -d -m 0755 -o root -g root {q(parent)}",
+            f"{tmp}=$(mktemp {q(f'{parent}/.{base}.XXXXXX')})",
+            f"base64 -d > \"${tmp}\" <<'REPO_CLUSTER_EOF'",
+            *_b64_lines(f.content),
+            "REPO_CLUSTER_EOF",
+            f'chown {owner} "${tmp}"',
+            f'chmod {mode} "${tmp}"',
+            f'mv -f "${tmp}" {path}',
+        ]
+    lines += ["}", "apply"]
+    return "\n".join(lines) + "\n"
+
+
+def _b64_lines(content: bytes) -> list[str]:
+    encoded = base64.b64encode(content).decode()
+    return [encoded[i : i + 76] for i in range(0, len(encoded), 76)] or [""]
+
+
+# --------------------------------------------------------------------------- sysctl
+
+
+def is_package_source(path: str) -> bool:
+    """Repository definitions: written before packages are installed, so the install uses them
+    (on an adopted EL7 server the shipped mirrorlists are dead)."""
+    return path.startswith(("/etc/yum.repos.d/", "/etc/apt/sources.list.d/"))
+
+
+def is_sysctl_file(path: str) -> bool:
+    return path == "/etc/sysctl.conf" or (
+        path.startswith("/etc/sysctl.d/") and path.endswith(".conf")
+    )
+
+
+def sysctl_settings(content: bytes) -> dict[str, str]:
+    """``key = value`` lines of a sysctl file (comments and blanks skipped)."""
+    settings: dict[str, str] = {}
+    for raw in content.decode().splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        key, sep, value = line.lstrip("-").partition("=")
+        if sep:
+            settings[key.strip().replace("/", ".")] = " ".join(value.split())
+    return settings
+
+
+def apply_sysctl(
+    files: Iterable[BundleFile], changed: Iterable[str], live: Mapping[str, str]
+) -> list[str]:
+    """``sysctl -p <file>`` for each sysctl file that changed or whose live values differ."""
+    changed = set(changed)
+    commands = []
+    for f in files:
+        if not is_sysctl_file(f.path):
+            continue
+        wanted = sysctl_settings(f.content)
+        if f.path in changed or any(live.get(k) != v for k, v in wanted.items()):
+            commands.append(f"sysctl -p {q(f.path)}")
+    return commands
+
+
+# --------------------------------------------------------------------------- units
+
+
+def daemon_reload(changed: Iterable[str]) -> list[str]:
+    return ["systemctl daemon-reload"] if any(p.startswith(UNIT_DIRS) for p in changed) else []
+
+
+def enable_services(services: Iterable[str], states: Mapping[str, UnitState]) -> list[str]:
+    return [
+        f"systemctl enable {q(s)}"
+        for s in services
+        if states.get(s, UnitState("unknown", "unknown")).enabled not in ENABLED
+    ]
+
+
+def start_services(services: Iterable[str], states: Mapping[str, UnitState]) -> list[str]:
+    """Start what is not running, keepalived aside (:func:`keepalived` owns it).
+
+    A changed unit is not restarted: restarting the rbd unit would unmap the device under the
+    MASTER's mount; the new unit takes effect at its next start.
+    """
+    return [
+        f"systemctl start {q(s)}"
+        for s in services
+        if s != PATHS.keepalived_unit
+        and states.get(s, UnitState("unknown", "unknown")).active != "active"
+    ]
+
+
+# --------------------------------------------------------------------------- daemons
+
+
+def sshd_unit(family: str) -> str:
+    return "ssh.service" if family in DEBIAN_LIKE else "sshd.service"
+
+
+def host_keys_changed(changed: Iterable[str]) -> bool:
+    return any(p.startswith("/etc/ssh/ssh_host_") for p in changed)
+
+
+def restart_sshd(family: str, changed: Iterable[str], presents_shared_key: bool) -> list[str]:
+    """Restart sshd when the host keys changed, or when it still serves other keys (a converge
+    that installed them but stopped before the restart). ``sshd -t`` first: a config or key
+    sshd cannot load would lock us out after the restart.
+    """
+    if presents_shared_key and not host_keys_changed(changed):
+        return []
+    return ["sshd -t", f"systemctl restart {sshd_unit(family)}"]
+
+
+def keepalived(family: str, changed: Iterable[str], active: str) -> list[str]:
+    """Validate then reload on a config/notify change; start when not running.
+
+    A running keepalived is reloaded (SIGHUP re-reads the config and keeps the VRRP state),
+    never restarted: a restart of the MASTER's keepalived gives the VIP and the volume away,
+    killing the Veeam data movers working on it. keepalived 1.3.5 (el7) has no
+    ``--config-test`` (added in 2.0.4): there the reload/start is the test.
+    """
+    touched = any(p in (PATHS.keepalived_conf, PATHS.notify_script) for p in changed)
+    running = active == "active"
+    if running and not touched:
+        return []
+    validate = (
+        [f"keepalived -t -f {q(PATHS.keepalived_conf)}"] if touched and family != "el7" else []
+    )
+    return [*validate, f"systemctl {'reload' if running else 'start'} {PATHS.keepalived_unit}"]

@@ -1,0 +1,57 @@
+"""The embedded lab's secrets while `pulumi up` cannot run here (no vSphere provider plugin).
+
+On a machine where the stack is deployed, the shared host keys and the generated auth_pass live
+in the Pulumi state only (components/stack_secrets.py). Where the pulumi-resource-vsphere plugin
+cannot be obtained, `make lab` still converges the lab nodes, with secrets generated once per
+lab by this module: `.lab/<stack>/secrets.json`, mode 0600, removed by `fab lab-down`. Refused
+for any stack with an address outside 198.18.0.0/15: a real cluster's secrets are Pulumi's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from components.bundle import Secrets, new_auth_pass
+from components.bundle.hostkeys import HostKey, generate
+from components.config import Settings
+from components.lab.plan import SECRETS_FILE, TEST_NET, lab_dir, outside_test_net
+
+
+class LabSecretsError(RuntimeError):
+    pass
+
+
+def path(root: Path, stack: str) -> Path:
+    return lab_dir(root, stack) / SECRETS_FILE
+
+
+def _require_lab(s: Settings, stack: str) -> None:
+    outside = outside_test_net(s)
+    if outside:
+        raise LabSecretsError(
+            f"stack {stack} is not a lab stack ({'; '.join(outside)} outside {TEST_NET}): "
+            "its secrets come from its Pulumi state only"
+        )
+
+
+def load_or_create(s: Settings, stack: str, root: Path) -> Secrets:
+    """The lab's secrets for ``stack``, generated on first use and kept for the lab's life."""
+    _require_lab(s, stack)
+    file = path(root, stack)
+    if not file.exists():
+        if not file.parent.is_dir():
+            raise LabSecretsError(f"no lab for stack {stack}: run `fab lab-up --stack {stack}`")
+        doc = {
+            "host_keys": [dataclasses.asdict(k) for k in generate(f"root@{s.dns_fqdn}")],
+            "vrrp_auth_pass": new_auth_pass(),
+        }
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    keys = tuple(HostKey(**k) for k in doc["host_keys"])
+    generated = None if s.vrrp_auth_pass.available else doc["vrrp_auth_pass"]
+    return Secrets.resolve(s, host_keys=keys, vrrp_auth_pass=generated)

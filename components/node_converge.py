@@ -1,0 +1,210 @@
+"""NodeConverge: the Fabric converge of one node, as a Pulumi dynamic resource.
+
+Registered per node after its VM (``depends_on``), so ``pulumi up`` ends with every node
+matching its bundle. Inputs: the node's address and SSH access, the trusted host public keys,
+the bundle (serialized, secret) and its digest. ``diff`` reports an update (never a replace)
+when any of them changes, so a new bundle digest converges the node again; ``delete`` stops
+keepalived and unmounts the volume (best effort, bounded, never a lazy unmount) before the VM
+goes away.
+
+The provider does its SSH work through a :class:`Runner`; tests hand it a fake one.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+from components.bundle import PATHS, Bundle, bundle_from_json, bundle_to_json
+
+# Inputs whose change means "converge again" (an update, never a replace). Not key_file: the
+# operator's key path differs between checkouts and machines without changing the node.
+WATCHED = (
+    "vm_id",
+    "digest",
+    "ip",
+    "ssh_user",
+    "known_host_keys",
+    "trust_first_contact",
+)
+RESULTS = ("changed", "count", "first_contact_fingerprint")
+RELEASE_TIMEOUT = 60
+BOOT_TIMEOUT = 900  # a VM just created boots, runs cloud-init's first stage, then starts sshd
+
+
+def wait_for_ssh(host: str, port: int = 22, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait until ``host:port`` accepts TCP connections (the new VM's sshd is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=5):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{host}:{port}: no SSH after {timeout:.0f}s ({exc})") from exc
+            time.sleep(5)
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class Runner(Protocol):
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        """Converge the node; return the RESULTS outputs, raise naming node and step."""
+        ...
+
+    def release(self, props: dict[str, Any]) -> None:
+        """Stop keepalived and unmount the volume; best effort, never raises."""
+        ...
+
+
+def release_command() -> str:
+    """Release the volume first, with the notify script's own STOP (under its lock: holders
+    killed, only the labelled volume unmounted, never lazily), and stop keepalived (which hands
+    the VIP to the peer) only once that succeeded: if the release fails, keepalived keeps
+    running so the peer never mounts while this node may still have the volume."""
+    notify = shlex.quote(PATHS.notify_script)
+    return (
+        f"if [ -x {notify} ]; then {notify} INSTANCE pulumi-delete STOP || "
+        "{ echo 'volume not released: keepalived left running' >&2; exit 1; }; fi; "
+        f"systemctl stop {shlex.quote(PATHS.keepalived_unit)}"
+    )
+
+
+class SshRunner:
+    """The real thing: converge over SSH (components.converge) with strict host keys."""
+
+    def _target(self, props: dict[str, Any], first_contact: bool) -> Any:
+        from components.converge.ssh import Access
+
+        access = Access(
+            user=str(props["ssh_user"]),
+            key_file=str(props["key_file"]),
+            known_keys=tuple(props["known_host_keys"]),
+            trust_first_contact=first_contact,
+        )
+        return access.target(str(props["node"]), str(props["ip"]))
+
+    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+        from components.converge.node import converge_one
+
+        target = self._target(props, bool(props["trust_first_contact"]))
+        wait_for_ssh(target.host)
+        result = converge_one(target, bundle_from_json(str(props["bundle"])), log=_log)
+        if result.error:
+            raise RuntimeError(result.error)
+        return {
+            "changed": result.changed,
+            "count": result.count,
+            "first_contact_fingerprint": result.first_contact_fingerprint,
+        }
+
+    def release(self, props: dict[str, Any]) -> None:
+        from components.converge import ssh as sshconn
+
+        try:
+            with sshconn.connect(self._target(props, False)) as c:
+                r = c.run(
+                    release_command(),
+                    hide=True,
+                    warn=True,
+                    in_stream=False,
+                    timeout=RELEASE_TIMEOUT,
+                )
+                if not r.ok:
+                    _log(f"{props['node']}: release: {r.stderr.strip()[-300:]}")
+        except Exception as e:  # best effort: the VM is about to be deleted anyway
+            _log(f"{props['node']}: release skipped: {type(e).__name__}: {e}")
+
+
+def _log(message: str) -> None:
+    try:
+        pulumi.log.info(message)
+    except Exception:  # outside an engine (tests, CLI)
+        print(message)
+
+
+# --------------------------------------------------------------------------- provider
+
+
+class NodeConvergeProvider(ResourceProvider):
+    def __init__(self, runner: Runner | None = None) -> None:
+        self.runner = runner
+
+    def _runner(self) -> Runner:
+        return self.runner if self.runner is not None else SshRunner()
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        inputs = {k: v for k, v in props.items() if k not in RESULTS and k != "__provider"}
+        return {**inputs, **self._runner().converge(inputs)}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"{props['node']}-converge", outs=self._apply(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._apply(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        self._runner().release(props)
+
+
+# --------------------------------------------------------------------------- resource
+
+
+@dataclass(frozen=True)
+class NodeConvergeArgs:
+    """One node's converge inputs."""
+
+    vm_id: pulumi.Input[str]
+    """The node VM's id: a replaced VM is converged again."""
+    bundle: pulumi.Input[Bundle]
+    """The node's rendered bundle (RepoCluster.bundles[name]); sent serialized, as a secret."""
+    ip: str
+    """Address Fabric connects to."""
+    ssh_user: str
+    """SSH user (root)."""
+    key_file: str
+    """Operator private key path on the machine running ``pulumi up``."""
+    known_host_keys: pulumi.Input[list[str]]
+    """The shared host public keys: the only keys trusted."""
+    trust_first_contact: bool
+    """Accept (and report) a node's own key once when it lacks the shared one."""
+
+
+class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
+    """Converges one node to its bundle on create and on every bundle change."""
+
+    changed: pulumi.Output[list[str]]
+    count: pulumi.Output[int]
+    first_contact_fingerprint: pulumi.Output[str | None]
+
+    def __init__(
+        self, name: str, args: NodeConvergeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        bundle = pulumi.Output.from_input(args.bundle)
+        props: dict[str, Any] = {
+            "vm_id": args.vm_id,
+            "node": pulumi.Output.unsecret(bundle.apply(lambda b: b.node.name)),
+            "digest": pulumi.Output.unsecret(bundle.apply(lambda b: b.digest)),
+            "bundle": pulumi.Output.secret(bundle.apply(bundle_to_json)),
+            "ip": args.ip,
+            "ssh_user": args.ssh_user,
+            "key_file": args.key_file,
+            "known_host_keys": args.known_host_keys,
+            "trust_first_contact": args.trust_first_contact,
+            **dict.fromkeys(RESULTS),
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle"])
+        super().__init__(
+            NodeConvergeProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret)
+        )

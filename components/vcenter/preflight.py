@@ -1,0 +1,139 @@
+"""Preflight: ask vCenter (pyvmomi) whether the stack can be built, before creating anything.
+
+Every problem is collected and reported at once: the template exists and is a template; the
+cluster, datastore and network exist; the datastore has room for every node's disk; no VM
+outside this stack already uses a node name, a node IP or the VIP.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+from components.config import Settings
+
+GIB = 1024**3
+STACK_MARKER = "repo-cluster.stack"  # extraConfig key every VM of ours carries: "<project>/<stack>"
+
+
+class PreflightError(RuntimeError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"preflight found {len(problems)} problem(s) in vCenter:\n{lines}")
+
+
+@contextmanager
+def connect(s: Settings) -> Iterator[Any]:
+    host, _, port = s.vsphere_server.partition(":")
+    context = ssl.create_default_context()
+    if s.allow_unverified_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    si = SmartConnect(
+        host=host,
+        port=int(port or 443),
+        user=s.vsphere_user,
+        pwd=s.vsphere_password.value or "",
+        sslContext=context,
+        connectionPoolTimeout=30,
+    )
+    try:
+        yield si
+    finally:
+        Disconnect(si)
+
+
+def _children(content: Any, root: Any, kind: type) -> list[Any]:
+    view = content.viewManager.CreateContainerView(root, [kind], True)
+    try:
+        return list(view.view)
+    finally:
+        view.Destroy()
+
+
+def _named(objs: list[Any], name: str) -> Any | None:
+    return next((o for o in objs if o.name == name), None)
+
+
+def _vm_ips(vm: Any) -> set[str]:
+    ips: set[str] = set()
+    guest = vm.guest
+    if guest is None:
+        return ips
+    if guest.ipAddress:
+        ips.add(guest.ipAddress)
+    for nic in guest.net or []:
+        ips.update(nic.ipAddress or [])
+    return ips
+
+
+def _marker(vm: Any) -> str | None:
+    config = vm.config
+    for opt in (config.extraConfig if config else None) or []:
+        if opt.key == STACK_MARKER:
+            return str(opt.value)
+    return None
+
+
+def check(s: Settings, stack_id: str, si: Any) -> list[str]:
+    """Return every problem found; an empty list means the stack can be built."""
+    content = si.RetrieveContent()
+    problems: list[str] = []
+    dc = _named(_children(content, content.rootFolder, vim.Datacenter), s.datacenter)
+    if dc is None:
+        return [f"repo-cluster:datacenter: datacenter {s.datacenter!r} not found"]
+    if _named(_children(content, dc.hostFolder, vim.ClusterComputeResource), s.cluster) is None:
+        problems.append(f"repo-cluster:cluster: cluster {s.cluster!r} not found in {dc.name}")
+    if _named(_children(content, dc.networkFolder, vim.Network), s.network) is None:
+        problems.append(f"repo-cluster:network: network {s.network!r} not found in {dc.name}")
+    vms = _children(content, dc.vmFolder, vim.VirtualMachine)
+    template = _named(vms, s.template)
+    if template is None:
+        problems.append(f"repo-cluster:template: VM {s.template!r} not found in {dc.name}")
+    elif not (template.config and template.config.template):
+        problems.append(f"repo-cluster:template: {s.template!r} exists but is not a template")
+    ours = {vm.name for vm in vms if _marker(vm) == stack_id}
+    needed = len([n for n in s.nodes if n.name not in ours]) * s.disk_gb * GIB
+    ds = _named(_children(content, dc.datastoreFolder, vim.Datastore), s.datastore)
+    if ds is None:
+        problems.append(f"repo-cluster:datastore: datastore {s.datastore!r} not found")
+    elif ds.summary.freeSpace < needed:
+        problems.append(
+            f"repo-cluster:datastore: {s.datastore!r} has {ds.summary.freeSpace / GIB:.1f} GiB "
+            f"free, the new disks need {needed / GIB:.0f} GiB"
+        )
+    wanted_ips = {str(n.ip): f"node {n.name}" for n in s.nodes} | {str(s.vip.ip): "the VIP"}
+    names = {n.name for n in s.nodes}
+    for vm in vms:
+        if _marker(vm) == stack_id:
+            continue
+        if vm.name in names:
+            problems.append(f"repo-cluster:nodes: a VM named {vm.name!r} already exists")
+        for ip in sorted(_vm_ips(vm) & set(wanted_ips)):
+            problems.append(
+                f"repo-cluster:nodes: VM {vm.name!r} already uses {ip} ({wanted_ips[ip]})"
+                if wanted_ips[ip] != "the VIP"
+                else f"repo-cluster:vip: VM {vm.name!r} already uses the VIP {ip}"
+            )
+    return problems
+
+
+def run(s: Settings, stack_id: str) -> None:
+    """Connect, check, raise PreflightError with every problem (or a clear connection error)."""
+    try:
+        with connect(s) as si:
+            problems = check(s, stack_id, si)
+    except vim.fault.InvalidLogin as exc:
+        raise PreflightError([f"vsphere:user: login refused by {s.vsphere_server}"]) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise PreflightError(
+            [f"vsphere:vsphereServer: cannot reach {s.vsphere_server}: {exc}"]
+        ) from exc
+    if problems:
+        raise PreflightError(problems)

@@ -1,0 +1,97 @@
+"""Start order of keepalived across nodes, and the SSH host-key policies, without a node.
+
+The lab tier runs both against real sshd; these pin the decisions themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import paramiko
+import pytest
+
+from components.bundle import hostkeys
+from components.converge import ssh
+from components.converge.fleet import StartOrder
+from components.converge.ssh import Access
+from tests.kit import stack_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_start_order_is_highest_priority_first() -> None:
+    s = stack_settings("sim")
+    assert [n.name for n in s.start_order] == ["repo1", "repo2"]
+    assert [n.priority for n in s.start_order] == sorted(
+        (n.priority for n in s.nodes), reverse=True
+    )
+
+
+def test_lower_priority_waits_for_the_higher_ones() -> None:
+    s = stack_settings("sim")
+    gate = StartOrder(s.start_order, settle=0, is_master=lambda _c: True)
+    started: list[str] = []
+
+    def node(name: str) -> None:
+        gate.wait_turn(name)
+        started.append(name)
+        gate.passed(name)
+
+    # the lowest priority node asks first: it must still start last
+    threads = [threading.Thread(target=node, args=(n.name,)) for n in reversed(s.start_order)]
+    threads[0].start()
+    threads[0].join(timeout=0.3)
+    assert started == [], "repo2 started before repo1 had passed"
+    threads[1].start()
+    for t in threads:
+        t.join(timeout=10)
+    assert started == ["repo1", "repo2"]
+
+
+def test_first_starter_waits_until_master_only_while_others_wait() -> None:
+    s = stack_settings("sim")
+    answers = iter([False, False, True])
+    calls: list[bool] = []
+
+    def is_master(_c: object) -> bool:
+        calls.append(next(answers))
+        return calls[-1]
+
+    gate = StartOrder(s.start_order, settle=30, is_master=is_master)
+    gate.started(None, "repo1")  # type: ignore[arg-type]
+    assert calls == [False, False, True]
+    calls.clear()
+    gate.passed("repo2")
+    gate.started(None, "repo1")  # type: ignore[arg-type]
+    assert calls == [], "nobody waits on repo1 any more: no MASTER wait"
+
+
+def _keys() -> tuple[str, ...]:
+    return tuple(k.public for k in hostkeys.generate("test"))
+
+
+def test_pin_trusts_exactly_the_shared_keys() -> None:
+    shared = _keys()
+    access = Access("root", "/nonexistent", shared)
+    c = ssh.connection(access.target("repo1", "198.18.50.161"))
+    ssh.pin(c, shared, "repo1")
+    known = c.client.get_host_keys().lookup("198.18.50.161")
+    assert sorted(k.get_base64() for k in known.values()) == sorted(ln.split()[1] for ln in shared)
+    other = ssh.parse_public_key(_keys()[0])
+    with pytest.raises(ssh.HostKeyError, match=r"repo1 \(198\.18\.50\.161\) presented unknown"):
+        c.client._policy.missing_host_key(c.client, "198.18.50.161", other)
+
+
+def test_first_contact_accepts_and_reports_the_presented_key() -> None:
+    policy = ssh._FirstContact()
+    client = paramiko.SSHClient()
+    key = ssh.parse_public_key(_keys()[0])
+    policy.missing_host_key(client, "198.18.50.161", key)
+    assert policy.fingerprint == key.fingerprint
+    assert client.get_host_keys().lookup("198.18.50.161")[key.get_name()] == key
+
+
+def test_strict_targets_never_trust_first_contact() -> None:
+    access = Access("root", "/k", _keys(), trust_first_contact=True)
+    assert access.target("repo1", "198.18.50.161").trust_first_contact is True
+    assert access.target("repo1", "198.18.50.161", strict=True).trust_first_contact is False
