@@ -6,13 +6,15 @@ import pulumi
 
 from components.bundle import authorized_keys
 from components.cluster import RepoCluster, RepoClusterArgs
-from components.config import ConfigError, load_pulumi
+from components.config import ConfigError, deploy_problems, load_pulumi
 from components.vcenter import preflight
 
 ROOT = Path(__file__).parent
 
 try:  # stop before any resource exists, listing every problem
     settings = load_pulumi()
+    if problems := deploy_problems(settings):
+        raise ConfigError(problems)
     operator_keys = authorized_keys(settings, ROOT, required=True)
     if settings.preflight:
         preflight.run(settings, f"{pulumi.get_project()}/{pulumi.get_stack()}")

@@ -19,6 +19,7 @@ import pulumi_vsphere as vsphere
 from components.auth_pass import AuthPass
 from components.bundle import Bundle, Secrets, render_node
 from components.config import Settings
+from components.dns_record import DnsRecord, DnsRecordArgs
 from components.host_keys import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
 from components.node_converge import NodeConverge, NodeConvergeArgs
@@ -77,6 +78,11 @@ class RepoCluster(pulumi.ComponentResource):
             vsphere.get_virtual_machine(name=s.template, datacenter_id=dc.id, opts=invoke),
         )
         template.check_disk(s.disk_gb)  # before anything is created
+        pool_id = (
+            vsphere.get_resource_pool(name=s.resource_pool, datacenter_id=dc.id, opts=invoke).id
+            if s.resource_pool
+            else compute.resource_pool_id
+        )
 
         self.host_keys = HostKeys(f"{name}-host-keys", comment=f"root@{s.dns_fqdn}", opts=child)
         if s.vrrp_auth_pass.available:
@@ -112,7 +118,7 @@ class RepoCluster(pulumi.ComponentResource):
                     memory_mb=s.memory_mb,
                     disk_gb=s.disk_gb,
                     template=template,
-                    resource_pool_id=compute.resource_pool_id,
+                    resource_pool_id=pool_id,
                     datastore_id=datastore.id,
                     network_id=network.id,
                     user_data=bundle.apply(lambda b: b.user_data),
@@ -144,6 +150,13 @@ class RepoCluster(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, *previous]),
                 )
                 previous = [step]
+
+        if s.dns_server:  # the VIP's name, as the article registers it by hand
+            DnsRecord(
+                f"{name}-dns",
+                DnsRecordArgs(s, s.dns_tsig_secret.value),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         if s.anti_affinity:
             vsphere.ComputeClusterVmAntiAffinityRule(

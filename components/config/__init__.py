@@ -15,6 +15,7 @@ from components.config.model import (
     Secret,
     Settings,
 )
+from components.config.validate import deploy_problems
 
 __all__ = [
     "AUTH_PASS",
@@ -27,6 +28,7 @@ __all__ = [
     "Node",
     "Secret",
     "Settings",
+    "deploy_problems",
     "load",
     "load_pulumi",
     "load_stack_file",

@@ -87,6 +87,12 @@ KEYS: tuple[Key, ...] = (
         REQUIRED,
         "Template VM to clone (CentOS 7 with cloud-init guestinfo).",
     ),
+    _k(
+        "resourcePool",
+        str,
+        None,
+        "Resource pool for the VMs, as a path (DC0_H0/Resources); unset: the cluster's root.",
+    ),
     _k("folder", str, None, "VM folder (optional)."),
     _k("annotation", str, None, "VM notes (optional)."),
     _k(
@@ -162,4 +168,12 @@ KEYS: tuple[Key, ...] = (
     _k("dnsTsigKeyName", str, None, "TSIG key name for updates."),
     _k("dnsTsigAlgorithm", str, "hmac-sha256", "TSIG algorithm."),
     _k("dnsTsigSecret", str, None, "TSIG key, base64 (secret).", secret=True),
+    _k("dnsPtrZone", str, None, "Reverse zone for the VIP's PTR record (unset: no PTR)."),
+    _k("dnsTimeout", int, 5, "Seconds to wait for the DNS server's answer."),
+    _k(
+        "dnsAdopt",
+        bool,
+        False,
+        "Take over a record for the name that this stack did not create.",
+    ),
 )

@@ -68,6 +68,7 @@ class Settings:
     datastore: str
     network: str
     template: str
+    resource_pool: str | None
     folder: str | None
     annotation: str | None
     anti_affinity: bool
@@ -111,6 +112,9 @@ class Settings:
     dns_tsig_key_name: str | None
     dns_tsig_algorithm: str
     dns_tsig_secret: Secret
+    dns_ptr_zone: str | None
+    dns_timeout: int
+    dns_adopt: bool
 
     @property
     def network_prefix(self) -> ipaddress.IPv4Network:
@@ -123,7 +127,8 @@ class Settings:
 
     @property
     def dns_fqdn(self) -> str:
-        return f"{self.dns_record}.{self.domain}"
+        """The VIP's name: ``dnsRecord`` in ``dnsZone`` (the domain unless set)."""
+        return f"{self.dns_record}.{self.dns_zone}"
 
     def ssh_key_path(self, root: Path) -> Path:
         """``sshKeyFile`` with ``~`` expanded; a relative path starts at the project ``root``."""

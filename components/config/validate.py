@@ -7,16 +7,18 @@ stack file in one pass. The checks are grouped by concern, one function each.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from components.config.check import Check as _Check
+from components.config.check import full as _full
 from components.config.keys import KEYS
 from components.config.model import AUTH_PASS, OS_FAMILIES, ConfigError, Node, Secret, Settings
 
-_HOSTNAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # a mount point here would hide or be part of the system itself
 _SYSTEM_DIRS = (
@@ -35,60 +37,6 @@ _SYSTEM_DIRS = (
 _SYSTEM_EXACT = ("/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var")
 _CEPH_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-
-
-class _Check:
-    def __init__(self, values: dict[str, Any], problems: list[str]) -> None:
-        self.v = values
-        self.problems = problems
-        # keys already reported while loading (missing, wrong type) are not checked again
-        self.reported = {p.split(": ", 1)[0] for p in problems}
-
-    def bad(self, name: str, message: str) -> None:
-        full = _full(name)
-        if full not in self.reported:
-            self.problems.append(f"{full}: {message}")
-
-    def ipv4(self, name: str, value: Any, label: str = "") -> ipaddress.IPv4Address | None:
-        if not isinstance(value, str):
-            self.bad(name, f"{label}{value!r} is not an IPv4 address (a.b.c.d, as a string)")
-            return None
-        try:
-            return ipaddress.IPv4Address(value)
-        except (ipaddress.AddressValueError, ValueError):
-            self.bad(name, f"{label}{value!r} is not an IPv4 address")
-            return None
-
-    def in_range(self, name: str, lo: int, hi: int) -> int:
-        value = self.v[name]
-        if isinstance(value, int) and not lo <= value <= hi:
-            self.bad(name, f"{value} is out of range {lo}-{hi}")
-        return value
-
-    def hostname(self, name: str, value: Any, label: str = "") -> None:
-        if not isinstance(value, str) or not _HOSTNAME.match(value):
-            self.bad(
-                name,
-                f"{label}{value!r} is not a valid RFC 1123 host name (a-z, 0-9, -)",
-            )
-
-    def domain(self, name: str) -> None:
-        value = self.v[name]
-        parts = value.split(".") if isinstance(value, str) else []
-        if not parts or len(value) > 253 or not all(_HOSTNAME.match(p) for p in parts):
-            self.bad(name, f"{value!r} is not a valid RFC 1123 domain name")
-
-    def nonempty(self, *names: str) -> None:
-        for name in names:
-            if isinstance(self.v[name], str) and not self.v[name].strip():
-                self.bad(name, "must not be empty")
-
-
-def _full(name: str) -> str:
-    for key in KEYS:
-        if key.name == name:
-            return key.full
-    return name
 
 
 def _nodes(c: _Check) -> tuple[Node, ...]:
@@ -205,8 +153,45 @@ def _services(c: _Check) -> None:
         )
     if v["cephRepoUrl"] and not re.match(r"^https?://\S+$", v["cephRepoUrl"]):
         c.bad("cephRepoUrl", f"{v['cephRepoUrl']!r} is not an http(s) URL")
+    _dns(c)
+
+
+TSIG_ALGORITHMS = (
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+)
+
+
+def _dns(c: _Check) -> None:
+    v = c.v
+    c.in_range("dnsTimeout", 1, 120)
+    if v["dnsServer"] is not None and not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", v["dnsServer"]):
+        c.bad("dnsServer", f"{v['dnsServer']!r} is not a host name or IP address")
     if v["dnsServer"] and v["dnsTsigKeyName"] is None:
         c.bad("dnsTsigKeyName", "required when dnsServer is set (updates are TSIG-signed)")
+    if v["dnsZone"] is not None:
+        c.domain("dnsZone")
+    if v["dnsPtrZone"] is not None:
+        c.domain("dnsPtrZone")
+        if not v["dnsPtrZone"].endswith(".in-addr.arpa"):
+            c.bad("dnsPtrZone", f"{v['dnsPtrZone']!r} is not a reverse zone (*.in-addr.arpa)")
+    if v["dnsTsigAlgorithm"] not in TSIG_ALGORITHMS:
+        c.bad(
+            "dnsTsigAlgorithm",
+            f"{v['dnsTsigAlgorithm']!r} is not one of {', '.join(TSIG_ALGORITHMS)}",
+        )
+    secret: Secret = v["dnsTsigSecret"]
+    if secret.value is not None:
+        try:
+            ok = bool(base64.b64decode(secret.value, validate=True))
+        except ValueError:
+            ok = False
+        if not ok:
+            c.bad("dnsTsigSecret", "is not base64 (value hidden)")
 
 
 def _vip(c: _Check) -> ipaddress.IPv4Interface | None:
@@ -260,6 +245,9 @@ def validate(v: dict[str, Any], problems: list[str]) -> Settings:
     )
     if vip is not None:
         _subnet(c, vip, nodes, gateway)
+        zone = v["dnsPtrZone"]
+        if isinstance(zone, str) and not vip.ip.reverse_pointer.endswith(f".{zone}"):
+            c.bad("dnsPtrZone", f"{zone!r} does not hold the VIP's PTR {vip.ip.reverse_pointer}")
     if problems:
         raise ConfigError(problems)
     derived: dict[str, Any] = {
@@ -271,3 +259,15 @@ def validate(v: dict[str, Any], problems: list[str]) -> Settings:
         "dnsZone": v["dnsZone"] or v["domain"],
     }
     return Settings(**{k.field: derived.get(k.name, v[k.name]) for k in KEYS})
+
+
+def deploy_problems(s: Settings) -> list[str]:
+    """What ``pulumi up`` needs beyond a valid config: secrets that must be set (the engine
+    hands them to the program decrypted, so here they are either there or missing)."""
+    problems = []
+    if s.dns_server and s.dns_tsig_key_name and not s.dns_tsig_secret.available:
+        problems.append(
+            f"{_full('dnsTsigSecret')}: required when dnsServer and dnsTsigKeyName are set "
+            "(pulumi config set --secret repo-cluster:dnsTsigSecret)"
+        )
+    return problems

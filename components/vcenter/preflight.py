@@ -81,6 +81,19 @@ def _marker(vm: Any) -> str | None:
     return None
 
 
+def _pool_exists(content: Any, dc: Any, path: str) -> bool:
+    """``path`` as the provider reads it: ``<compute resource>/Resources[/<pool>...]``."""
+    pools = _children(content, dc.hostFolder, vim.ResourcePool)
+    by_path = set()
+    for pool in pools:
+        names, obj = [], pool
+        while isinstance(obj, vim.ResourcePool):
+            names.append(obj.name)
+            obj = obj.parent
+        by_path.add("/".join([obj.name, *reversed(names)]))
+    return path.strip("/") in by_path
+
+
 def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     """Return every problem found; an empty list means the stack can be built."""
     content = si.RetrieveContent()
@@ -90,6 +103,10 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
         return [f"repo-cluster:datacenter: datacenter {s.datacenter!r} not found"]
     if _named(_children(content, dc.hostFolder, vim.ClusterComputeResource), s.cluster) is None:
         problems.append(f"repo-cluster:cluster: cluster {s.cluster!r} not found in {dc.name}")
+    if s.resource_pool and not _pool_exists(content, dc, s.resource_pool):
+        problems.append(
+            f"repo-cluster:resourcePool: resource pool {s.resource_pool!r} not found in {dc.name}"
+        )
     if _named(_children(content, dc.networkFolder, vim.Network), s.network) is None:
         problems.append(f"repo-cluster:network: network {s.network!r} not found in {dc.name}")
     vms = _children(content, dc.vmFolder, vim.VirtualMachine)

@@ -54,6 +54,7 @@ def _operator_key() -> Path:
 OPERATOR_KEY = _operator_key()
 
 VM = "vsphere:index/virtualMachine:VirtualMachine"
+TSIG_SECRET = "c2VjcmV0LXRzaWcta2V5LWZvci10aGUtbW9jay10ZXN0cw=="  # base64, for the mocks only
 PROVIDER = "pulumi:providers:vsphere"
 DYNAMIC = "pulumi-python:dynamic/repo-cluster"
 
@@ -74,6 +75,7 @@ class VsphereMocks(pulumi.runtime.Mocks):
     DATACENTER_ID = "datacenter-2"
     CLUSTER_ID = "domain-c7"
     RESOURCE_POOL_ID = "resgroup-8"
+    HOST_POOL_ID = "resgroup-23"  # a standalone host's pool (resourcePool)
     DATASTORE_ID = "datastore-11"
     NETWORK_ID = "network-13"
     TEMPLATE_UUID = "4216a0c4-6b2a-9b5e-0c3f-2f7d1e8a9b10"
@@ -112,6 +114,9 @@ class VsphereMocks(pulumi.runtime.Mocks):
             self._expect(a["name"] == inv["cluster"], "cluster", a["name"])
             pool = self.RESOURCE_POOL_ID
             return {"id": self.CLUSTER_ID, "name": a["name"], "resourcePoolId": pool}, []
+        if fn == "getResourcePool":
+            self._expect(a["name"] == inv.get("resourcePool"), "resource pool", a["name"])
+            return {"id": self.HOST_POOL_ID, "name": a["name"]}, []
         if fn == "getDatastore":
             self._expect(a["name"] == inv["datastore"], "datastore", a["name"])
             return {"id": self.DATASTORE_ID, "name": a["name"]}, []
@@ -145,8 +150,9 @@ class VsphereMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         reg = Registration(args.typ, args.name, args.inputs, args.provider or "")
         self.registrations.append(reg)
-        # NodeConverge's create would SSH to the stack's node IPs: never run it under mocks
-        if args.typ.startswith(DYNAMIC) and not args.typ.endswith(":NodeConverge"):
+        # NodeConverge's create would SSH to the stack's node IPs, DnsRecord's would update the
+        # stack's DNS server: never run them under mocks
+        if args.typ.startswith(DYNAMIC) and not args.typ.endswith((":NodeConverge", ":DnsRecord")):
             id_, outs = self._dynamic(args)
         elif args.typ == VM:
             id_ = str(uuid.uuid5(uuid.NAMESPACE_DNS, args.inputs["name"]))
@@ -229,6 +235,8 @@ def _stack_config(stack: str, **overrides: Any) -> dict[str, Any]:
     # preflight asks a real vCenter (pyvmomi); under mocks there is none to ask
     config[f"{PROJECT}:preflight"] = False
     config[f"{PROJECT}:sshKeyFile"] = str(OPERATOR_KEY)
+    # both stacks update DNS: the engine would hand the program the stack's TSIG key
+    config[f"{PROJECT}:dnsTsigSecret"] = TSIG_SECRET
     for key, value in overrides.items():
         if value is None:
             config.pop(key, None)
@@ -251,16 +259,16 @@ def _run_stack(
     named = _stack_config(stack)
     inventory = {
         k: str(named[f"{PROJECT}:{k}"])
-        for k in ("datacenter", "cluster", "datastore", "network", "template")
+        for k in ("datacenter", "cluster", "datastore", "network", "template", "resourcePool")
+        if f"{PROJECT}:{k}" in named
     }
     mocks = VsphereMocks(inventory, template_disk_gb, state)
     runtime_settings.ROOT.set(None)  # a fresh Stack resource for this run
     pulumi.runtime.set_mocks(
         mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks)
     )
-    pulumi.runtime.set_all_config(
-        {k: _config_value(v) for k, v in config.items()}, list(secret_keys)
-    )
+    secrets = [*secret_keys, f"{PROJECT}:dnsTsigSecret"]
+    pulumi.runtime.set_all_config({k: _config_value(v) for k, v in config.items()}, secrets)
     namespace: dict[str, Any] = {}
     error: BaseException | None = None
 

@@ -17,6 +17,7 @@ from components import config as settings
 from components.bundle import Secrets, authorized_keys, render_node
 from components.bundle.hostkeys import HostKey
 from components.node import encode
+from tests.unit.pulumi_mocks import TSIG_SECRET
 
 pytestmark = pytest.mark.unit
 
@@ -188,6 +189,47 @@ def test_sim_stack_has_no_anti_affinity_rule(run_stack, stack_config) -> None:
         {"ipv4Address": "198.18.50.162", "ipv4Netmask": 24}
     ]
     assert sim.of_type(RULE) == []
+    # resourcePool: the VMs go to the named pool (the lab stack keeps the cluster's own)
+    pools = {vm.inputs["resourcePoolId"] for vm in sim.vms.values()}
+    assert pools == {sim.mocks.HOST_POOL_ID}
+
+
+DNS = "pulumi-python:dynamic/repo-cluster:DnsRecord"
+
+
+def test_dns_record_carries_the_vip_and_a_secret_key(run_stack, stack_config) -> None:
+    sim = run_stack(stack_config("sim"), stack="sim")
+    assert sim.error is None, sim.error
+    [rec] = sim.of_type(DNS)
+    inputs = {k: rpc.unwrap_rpc_secret(v) for k, v in rec.inputs.items()}
+    assert (inputs["server"], inputs["port"], inputs["zone"]) == (
+        "127.0.0.1",
+        5353,
+        "skunkworks.test",
+    )
+    assert (inputs["name"], inputs["fqdn"], inputs["address"]) == (
+        "repo-cluster",
+        "repo-cluster.skunkworks.test",
+        "198.18.50.160",
+    )
+    assert rpc.is_rpc_secret(rec.inputs["tsig_secret"])
+    assert inputs["tsig_secret"] == TSIG_SECRET
+    assert "tsig_secret" in sim.mocks.secret_outputs[rec.name]
+    assert TSIG_SECRET not in json.dumps(sim.exports)
+
+
+def test_no_dns_server_no_record(run_stack, stack_config) -> None:
+    run = run_stack(stack_config("sim", **{"repo-cluster:dnsServer": None}), stack="sim")
+    assert run.error is None, run.error
+    assert run.of_type(DNS) == []
+
+
+def test_dns_without_its_secret_stops_before_any_resource(run_stack, stack_config) -> None:
+    run = run_stack(stack_config("sim", **{"repo-cluster:dnsTsigSecret": None}), stack="sim")
+    assert "repo-cluster:dnsTsigSecret: required when dnsServer" in str(run.error)
+    assert run.mocks.registrations == [] or all(
+        r.typ.startswith("pulumi:pulumi:Stack") for r in run.mocks.registrations
+    )
 
 
 CONVERGE = "pulumi-python:dynamic/repo-cluster:NodeConverge"
