@@ -9,7 +9,7 @@ from components.cluster import RepoCluster, RepoClusterArgs
 from components.config import ConfigError, deploy_problems, load_pulumi
 from components.vcenter import preflight
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent  # the real project, also when run from a linked copy
 
 try:  # stop before any resource exists, listing every problem
     settings = load_pulumi()

@@ -14,13 +14,13 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from components.bundle import Secrets, authorized_keys, render_cluster
-from components.cli import stack_state as stack_secrets
-from components.cli.common import require
-from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
+from components.cli.common import load_stack, require
+from components.cli.dns import describe
+from components.config import PROJECT_ROOT, Settings
 from components.converge import fleet
 from components.converge.ssh import Access
 from components.converge.status import NodeStatus, cluster_problems
-from components.lab import secrets as labsecrets
+from components.dns.stack import stack_record
 
 ROOT = PROJECT_ROOT
 
@@ -30,19 +30,14 @@ def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> Acce
 
 
 def _load(stack: str, task_name: str, lab_secrets: bool) -> tuple[Settings, Secrets]:
-    try:
-        if lab_secrets:
-            s = load_stack_file(str(stack_file(stack, ROOT)))
-            return s, labsecrets.load_or_create(s, stack, ROOT)
-        s, host_keys, auth_pass = stack_secrets.load(stack, ROOT)
-    except (stack_secrets.StackStateError, labsecrets.LabSecretsError, ConfigError) as e:
-        raise Exit(f"{task_name}: {e}", code=2) from None
-    return s, Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
+    loaded = load_stack(stack, task_name, lab_secrets)
+    _stderr(f"{task_name}: secrets from {loaded.source}")
+    return loaded.settings, loaded.secrets
 
 
 _LAB_SECRETS_HELP = (
-    "Use the embedded lab's own secrets (.lab/<stack>/secrets.json) instead of the stack's "
-    "Pulumi state; lab stacks (198.18.0.0/15) only, for machines without the vSphere plugin."
+    "Use the embedded lab's own secrets (.lab/<stack>/secrets.json) even when the lab's Pulumi "
+    "state exists (a lab stack not deployed by pulumi up uses them anyway); lab stacks only."
 )
 
 
@@ -124,18 +119,26 @@ def status(c: Context, stack: str = "", json: bool = False, lab_secrets: bool = 
     node must be BACKUP with neither.
     """
     require("status", stack=stack)
-    s, secrets = _load(stack, "status", lab_secrets)
+    loaded = load_stack(stack, "status", lab_secrets)
+    _stderr(f"status: secrets from {loaded.source}")
+    s, secrets = loaded.settings, loaded.secrets
     statuses = fleet.cluster_status(s, access_for(s, secrets, False))
     problems = cluster_problems(statuses)
+    rec = stack_record(s, loaded.tsig_secret)
+    dns_line, dns_problems = describe(rec) if rec else (None, [])
+    problems += dns_problems
     if json:
         doc = {
             "nodes": [st.as_dict() for st in statuses],
             "vip": str(s.vip.ip),
+            "dns": dns_line,
             "problems": problems,
         }
         print(_json.dumps(doc, indent=2))
     else:
         print(f"VIP {s.vip.ip}")
+        if dns_line:
+            print(dns_line)
         print_status(statuses, problems)
     if problems:
         raise Exit(code=1)

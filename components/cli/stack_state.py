@@ -46,10 +46,11 @@ def pulumi_cli() -> str:
     )
 
 
-def _pulumi_json(args: list[str], cwd: Path) -> Any:
+def _pulumi_json(args: list[str], cwd: Path, extra_env: Mapping[str, str] | None = None) -> Any:
     cli = pulumi_cli()
     env = {
         **os.environ,
+        **(extra_env or {}),
         "PATH": f"{Path(cli).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
@@ -130,10 +131,13 @@ def config_from_json(doc: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- CLI
 
 
-def load(stack: str, root: Path) -> tuple[settings.Settings, tuple[HostKey, ...], str | None]:
-    """Settings (secrets decrypted), host keys and generated auth_pass of ``stack``."""
+def load(
+    stack: str, root: Path, env: Mapping[str, str] | None = None
+) -> tuple[settings.Settings, tuple[HostKey, ...], str | None]:
+    """Settings (secrets decrypted), host keys and generated auth_pass of ``stack``; the
+    pulumi CLI runs in ``root`` (the project, or the lab's copy of it) with ``env`` added."""
     try:
-        export = _pulumi_json(["stack", "export", "--show-secrets", "--stack", stack], root)
+        export = _pulumi_json(["stack", "export", "--show-secrets", "--stack", stack], root, env)
     except StackStateError as e:
         if "no stack named" in str(e):
             raise StackStateError(
@@ -147,6 +151,6 @@ def load(stack: str, root: Path) -> tuple[settings.Settings, tuple[HostKey, ...]
         raise
     host_keys, auth_pass = secrets_from_export(stack, export or {})
     config = config_from_json(
-        _pulumi_json(["config", "--show-secrets", "--json", "--stack", stack], root)
+        _pulumi_json(["config", "--show-secrets", "--json", "--stack", stack], root, env)
     )
     return settings.load(config), host_keys, auth_pass

@@ -289,3 +289,8 @@ def stop(workdir: Path) -> bool:
         _kill(pid)
     shutil.rmtree(workdir)
     return bool(pids)
+
+
+def running(workdir: Path) -> bool:
+    """Whether the named of `workdir` runs (checked by its cmdline, as `stop` does)."""
+    return Path(workdir).exists() and bool(_pids(Path(workdir)))

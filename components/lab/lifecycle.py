@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from components.lab import dns as labdns
 from components.lab import net as labnet
 from components.lab import node as labnode
 from components.lab import procs as labprocs
@@ -139,7 +140,8 @@ def lab_up(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
                 if not labnode.sshd_active(lab, n):
                     labnode.start_sshd(lab, n)
                     say(f"lab {stack}: started sshd on {n.name}")
-            say(f"lab {stack} is up (nodes: {', '.join(n.name for n in lab.nodes)}); nothing to do")
+            _dns_up(lab, repo, say)
+            say(f"lab {stack} is up (nodes: {', '.join(n.name for n in lab.nodes)})")
             return False
         found = leftovers(lab)
         if found:
@@ -148,6 +150,7 @@ def lab_up(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
         state = State(stack=stack)
         try:
             _build(lab, state, say)
+            _dns_up(lab, repo, say)
         except BaseException:
             say(f"lab {stack}: lab-up failed, removing what it made")
             try:
@@ -213,8 +216,16 @@ def lab_down(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
     return True
 
 
+def _dns_up(lab: Lab, repo: Path, say: Say) -> None:
+    done = labdns.up(lab, repo)
+    if done:
+        say(f"lab {lab.stack}: DNS: {done}")
+
+
 def _teardown(lab: Lab, say: Say) -> None:
     state = State.load(lab) or State(stack=lab.stack)
+    if labdns.down(lab):
+        say(f"lab {lab.stack}: stopped named")
     killed = labprocs.kill_all(lab.ns_files())
     # daemons whose namespace files are already gone (removed by hand) are found by their pids
     recorded = [p for p in _recorded_pids(lab, state) if labprocs.is_lab_daemon(p)]

@@ -51,7 +51,13 @@ class Lab:
     def made_paths(self) -> list[Path]:
         """What lab-up puts in .lab/<stack>/ (lab-down removes these, then the dir if empty),
         with the lab's own secrets a converge without Pulumi state made (labsecrets.py)."""
-        return [self.dir / "nodes", self.image, self.state_file, self.dir / SECRETS_FILE]
+        return [
+            self.dir / "nodes",
+            self.image,
+            self.state_file,
+            self.dir / SECRETS_FILE,
+            self.dir / "named",
+        ]
 
     def ns_files(self) -> list[Path]:
         return [f for n in self.nodes for f in labnet.ns_files(self.stack, n.name).values()]

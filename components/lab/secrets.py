@@ -9,10 +9,13 @@ for any stack with an address outside 198.18.0.0/15: a real cluster's secrets ar
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
+import secrets
 from pathlib import Path
+from typing import Any
 
 from components.bundle import Secrets, new_auth_pass
 from components.bundle.hostkeys import HostKey, generate
@@ -37,8 +40,8 @@ def _require_lab(s: Settings, stack: str) -> None:
         )
 
 
-def load_or_create(s: Settings, stack: str, root: Path) -> Secrets:
-    """The lab's secrets for ``stack``, generated on first use and kept for the lab's life."""
+def _doc(s: Settings, stack: str, root: Path) -> dict[str, Any]:
+    """The secrets file, generated on first use (0600, written whole or not at all)."""
     _require_lab(s, stack)
     file = path(root, stack)
     if not file.exists():
@@ -47,11 +50,29 @@ def load_or_create(s: Settings, stack: str, root: Path) -> Secrets:
         doc = {
             "host_keys": [dataclasses.asdict(k) for k in generate(f"root@{s.dns_fqdn}")],
             "vrrp_auth_pass": new_auth_pass(),
+            "dns_tsig_secret": base64.b64encode(secrets.token_bytes(32)).decode(),
         }
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh)
-    doc = json.loads(file.read_text(encoding="utf-8"))
+        try:
+            os.link(tmp, file)  # never replaces a file another process wrote meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def dns_tsig_secret(s: Settings, stack: str, root: Path) -> str:
+    """The TSIG key of the lab's DNS server: the stack's own if it sets one, else the lab's."""
+    return s.dns_tsig_secret.value or str(_doc(s, stack, root)["dns_tsig_secret"])
+
+
+def load_or_create(s: Settings, stack: str, root: Path) -> Secrets:
+    """The lab's secrets for ``stack``, generated on first use and kept for the lab's life."""
+    doc = _doc(s, stack, root)
     keys = tuple(HostKey(**k) for k in doc["host_keys"])
     generated = None if s.vrrp_auth_pass.available else doc["vrrp_auth_pass"]
     return Secrets.resolve(s, host_keys=keys, vrrp_auth_pass=generated)
