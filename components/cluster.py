@@ -18,7 +18,8 @@ import pulumi_vsphere as vsphere
 
 from components.auth_pass import AuthPass
 from components.bundle import Bundle, Secrets, render_node
-from components.config import Settings
+from components.cluster_check import ClusterCheck, ClusterCheckArgs
+from components.config import Settings, pulumi_config
 from components.dns_record import DnsRecord, DnsRecordArgs
 from components.host_keys import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
@@ -134,6 +135,7 @@ class RepoCluster(pulumi.ComponentResource):
             # One node after the other, highest priority first: keepalived's first start
             # decides the first MASTER (nopreempt keeps it), so it must be the top priority.
             previous: list[pulumi.Resource] = []
+            steps: list[pulumi.Resource] = []
             for n in s.start_order:
                 vm = self.nodes[n.name].vm
                 step = NodeConverge(
@@ -150,6 +152,21 @@ class RepoCluster(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, *previous]),
                 )
                 previous = [step]
+                steps.append(step)
+            ClusterCheck(
+                f"{name}-check",
+                ClusterCheckArgs(
+                    config=pulumi_config(secrets=False),
+                    vm_ids=[self.nodes[n.name].vm.id for n in s.nodes],
+                    digests=[
+                        pulumi.Output.unsecret(self.bundles[n.name].apply(lambda b: b.digest))
+                        for n in s.nodes
+                    ],
+                    key_file=str(s.ssh_key_path(args.root)),
+                    known_host_keys=self.host_keys.public_keys,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=steps),
+            )
 
         if s.dns_server:  # the VIP's name, as the article registers it by hand
             DnsRecord(

@@ -190,7 +190,18 @@ class RepoNode(pulumi.ComponentResource):
             # (vcsim reports no routable gateway).
             wait_for_guest_net_routable=False,
             wait_for_guest_net_timeout=0,
-            # a replacement keeps the node's name and IP: the old VM must go first
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            # a replacement keeps the node's name and IP: the old VM must go first. Not managed
+            # here, so never a reason to touch a running node: the swap file's placement (a
+            # vCenter reports "inherit"; vcsim reports nothing, which read as drift on every up)
+            # and the OVF maps of the clone block (for OVF sources only; computed after a clone).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                delete_before_replace=True,
+                ignore_changes=[
+                    "swapPlacementPolicy",
+                    "clone.ovfNetworkMap",
+                    "clone.ovfStorageMap",
+                ],
+            ),
         )
         self.register_outputs({"vm_uuid": self.vm.uuid, "ip": str(args.address.ip)})

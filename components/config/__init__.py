@@ -5,7 +5,7 @@ this package but what is re-exported here.
 """
 
 from components.config.keys import KEYS, NAMESPACE, Key
-from components.config.load import load, load_pulumi, load_stack_file, stack_file
+from components.config.load import load, load_pulumi, load_stack_file, pulumi_config, stack_file
 from components.config.model import (
     AUTH_PASS,
     OS_FAMILIES,
@@ -32,5 +32,6 @@ __all__ = [
     "load",
     "load_pulumi",
     "load_stack_file",
+    "pulumi_config",
     "stack_file",
 ]

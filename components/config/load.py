@@ -86,14 +86,22 @@ def load_stack_file(path: str | Path) -> Settings:
     return load(doc.get("config") or {})
 
 
-def load_pulumi() -> Settings:
-    """Settings from the running Pulumi program's config (every key the model knows)."""
+def pulumi_config(*, secrets: bool = True) -> dict[str, Any]:
+    """The running Pulumi program's config map (every key the model knows; without the
+    secret ones when ``secrets`` is False)."""
     import pulumi
 
     config: dict[str, Any] = {}
     for key in KEYS:
+        if key.secret and not secrets:
+            continue
         ns, _, name = key.full.partition(":")
         value = pulumi.Config(ns).get(name)
         if value is not None:
             config[key.full] = value
-    return load(config)
+    return config
+
+
+def load_pulumi() -> Settings:
+    """Settings from the running Pulumi program's config."""
+    return load(pulumi_config())

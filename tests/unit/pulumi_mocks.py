@@ -152,7 +152,9 @@ class VsphereMocks(pulumi.runtime.Mocks):
         self.registrations.append(reg)
         # NodeConverge's create would SSH to the stack's node IPs, DnsRecord's would update the
         # stack's DNS server: never run them under mocks
-        if args.typ.startswith(DYNAMIC) and not args.typ.endswith((":NodeConverge", ":DnsRecord")):
+        if args.typ.startswith(DYNAMIC) and not args.typ.endswith(
+            (":NodeConverge", ":DnsRecord", ":ClusterCheck")
+        ):
             id_, outs = self._dynamic(args)
         elif args.typ == VM:
             id_ = str(uuid.uuid5(uuid.NAMESPACE_DNS, args.inputs["name"]))

@@ -265,6 +265,22 @@ def test_nodes_converge_one_after_the_other_highest_priority_first(lab) -> None:
     ]
 
 
+CHECK = "pulumi-python:dynamic/repo-cluster:ClusterCheck"
+
+
+def test_up_ends_with_the_cluster_check_after_every_converge(lab) -> None:
+    [check] = lab.of_type(CHECK)
+    assert sorted(d for d in lab.mocks.dependencies[check.name] if d.endswith("-converge")) == [
+        "repo-cluster-repo1-converge",
+        "repo-cluster-repo2-converge",
+    ]
+    inputs = {k: rpc.unwrap_rpc_secret(v) for k, v in check.inputs.items()}
+    # what the check rebuilds its settings from: the stack's config, no secret in it
+    assert inputs["config"]["repo-cluster:vip"] == "10.2.50.160/24"
+    assert not any(k.endswith(("Secret", "Pass", "Keyring", "password")) for k in inputs["config"])
+    assert len(inputs["digests"]) == 2 and all(len(d) == 64 for d in inputs["digests"])
+
+
 def test_converge_order_follows_priority_not_the_list(run_lab, lab_config) -> None:
     nodes = [dict(n) for n in lab_config()["repo-cluster:nodes"]]
     nodes[0]["priority"], nodes[1]["priority"] = 100, 101
@@ -281,6 +297,7 @@ def test_converge_off_registers_no_converge_step(run_lab, lab_config) -> None:
     assert run.error is None, run.error
     assert sorted(run.vms) == ["repo1", "repo2"]
     assert run.of_type(CONVERGE) == []
+    assert run.of_type(CHECK) == []
 
 
 # --------------------------------------------------------------------------- change and stability
@@ -314,8 +331,12 @@ def test_changing_one_node_changes_only_that_node(lab, run_lab, lab_config, chan
     before, after = _inputs_by_name(lab), _inputs_by_name(changed)
     assert before.keys() == after.keys()
     differing = sorted(name for name in before if before[name] != after[name])
-    # repo2's VM and repo2's converge step: nothing of repo1
-    assert differing == ["repo-cluster-repo2-converge", "repo-cluster-repo2-vm"]
+    # repo2's VM and repo2's converge step, nothing of repo1; the cluster check runs again
+    assert differing == [
+        "repo-cluster-check",
+        "repo-cluster-repo2-converge",
+        "repo-cluster-repo2-vm",
+    ]
 
 
 # --------------------------------------------------------------------------- secrets
