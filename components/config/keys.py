@@ -165,7 +165,7 @@ KEYS: tuple[Key, ...] = (
     _k("dnsServer", str, None, "DNS server taking RFC 2136 updates (unset: no record)."),
     _k("dnsPort", int, 53, "Port of that DNS server."),
     _k("dnsZone", str, None, "Zone to update (default: domain)."),
-    _k("dnsTsigKeyName", str, None, "TSIG key name for updates."),
+    _k("dnsTsigKeyName", str, None, "TSIG key name for updates (unset: unsigned updates)."),
     _k("dnsTsigAlgorithm", str, "hmac-sha256", "TSIG algorithm."),
     _k("dnsTsigSecret", str, None, "TSIG key, base64 (secret).", secret=True),
     _k("dnsPtrZone", str, None, "Reverse zone for the VIP's PTR record (unset: no PTR)."),

@@ -171,8 +171,6 @@ def _dns(c: _Check) -> None:
     c.in_range("dnsTimeout", 1, 120)
     if v["dnsServer"] is not None and not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", v["dnsServer"]):
         c.bad("dnsServer", f"{v['dnsServer']!r} is not a host name or IP address")
-    if v["dnsServer"] and v["dnsTsigKeyName"] is None:
-        c.bad("dnsTsigKeyName", "required when dnsServer is set (updates are TSIG-signed)")
     if v["dnsZone"] is not None:
         c.domain("dnsZone")
     if v["dnsPtrZone"] is not None:

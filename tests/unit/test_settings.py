@@ -106,8 +106,35 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("ssh-user-name", _set(f"{NS}:sshUser", "ops; rm"), f"{NS}:sshUser", "user name"),
     ("dns-record", _set(f"{NS}:dnsRecord", "repo cluster"), f"{NS}:dnsRecord", "host name"),
     ("dns-port", _set(f"{NS}:dnsPort", 70000), f"{NS}:dnsPort", "out of range"),
-    ("dns-tsig", _drop(f"{NS}:dnsTsigKeyName"), f"{NS}:dnsTsigKeyName", "dnsServer"),
+    ("dns-algorithm", _set(f"{NS}:dnsTsigAlgorithm", "md4"), f"{NS}:dnsTsigAlgorithm", "one of"),
+    ("dns-secret", _set(f"{NS}:dnsTsigSecret", "not base64!"), f"{NS}:dnsTsigSecret", "base64"),
+    ("dns-zone", _set(f"{NS}:dnsZone", "no zone"), f"{NS}:dnsZone", "domain name"),
+    ("dns-server", _set(f"{NS}:dnsServer", "dns server"), f"{NS}:dnsServer", "host name or IP"),
+    ("dns-timeout", _set(f"{NS}:dnsTimeout", 0), f"{NS}:dnsTimeout", "out of range"),
+    ("ptr-zone", _set(f"{NS}:dnsPtrZone", "skunkworks.local"), f"{NS}:dnsPtrZone", "in-addr.arpa"),
+    (
+        "ptr-zone-vip",
+        _set(f"{NS}:dnsPtrZone", "51.2.10.in-addr.arpa"),
+        f"{NS}:dnsPtrZone",
+        "does not hold the VIP's PTR 160.50.2.10.in-addr.arpa",
+    ),
 ]
+
+
+def test_unsigned_dns_updates_need_no_key() -> None:
+    """Windows DNS "Nonsecure and secure": no dnsTsigKeyName, no secret needed."""
+    config = lab_config()
+    del config[f"{NS}:dnsTsigKeyName"]
+    s = settings.load(config)
+    assert (s.dns_server, s.dns_tsig_key_name) == ("10.2.50.10", None)
+    assert settings.deploy_problems(s) == []
+
+
+def test_a_tsig_key_needs_its_secret_at_deploy_time() -> None:
+    s = settings.load(lab_config())
+    assert [p.split(":", 2)[1] for p in settings.deploy_problems(s)] == ["dnsTsigSecret"]
+    with_secret = settings.load({**lab_config(), f"{NS}:dnsTsigSecret": "c2VjcmV0"})
+    assert settings.deploy_problems(with_secret) == []
 
 
 def test_lab_and_sim_stacks_are_valid() -> None:
