@@ -77,7 +77,9 @@ class State:
 
     def save(self, lab: Lab) -> None:
         lab.dir.mkdir(parents=True, exist_ok=True)
-        lab.state_file.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp = lab.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(lab.state_file)  # a crash leaves the old state or the new, never half
 
     @classmethod
     def load(cls, lab: Lab) -> State | None:

@@ -39,13 +39,23 @@ def _pid_file(state: Path) -> Path:
     return state / "vcsim.pid"
 
 
-def running(state: Path) -> int | None:
+def _is_vcsim(pid: int, listen: str) -> bool:
+    """Whether ``pid`` is a vcsim listening on ``listen`` (never a stale pid's new owner)."""
     try:
-        pid = int(_pid_file(state).read_text())
-        os.kill(pid, 0)
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return Path(argv[0]).name == "vcsim" and listen in argv
+
+
+def running(state: Path) -> int | None:
+    """The pid of the vcsim this state directory started, if it still runs."""
+    try:
+        pid_text, listen = _pid_file(state).read_text().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if _is_vcsim(pid, listen) else None
 
 
 def _wait_ready(s: Settings, deadline: float) -> None:
@@ -74,7 +84,9 @@ def start(s: Settings, vcsim_bin: str, state: Path) -> bool:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    _pid_file(state).write_text(str(proc.pid))
+    tmp = _pid_file(state).with_suffix(".tmp")
+    tmp.write_text(f"{proc.pid} {host}:{port}\n")
+    tmp.replace(_pid_file(state))  # whole or not at all
     _wait_ready(s, time.monotonic() + 30)
     return True
 
