@@ -3,12 +3,17 @@
 Layout: ``DIR/<node>/<absolute path on the node>`` with the file's mode, plus
 ``DIR/<node>/cloud-init/user-data`` and ``meta-data``. Secrets the stack file holds encrypted
 (or that Pulumi generates later) are marked placeholders; no secret value is ever printed.
+
+DIR is new, empty or an earlier render, which is replaced whole: the render is written into
+a temporary directory beside DIR, then swapped in, so no file of a removed node survives and
+a failed render leaves DIR as it was. Any other directory is refused, never written into.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from invoke import task
@@ -81,27 +86,81 @@ def write_bundle(bundle: Bundle, out: Path) -> Path:
     return node_dir
 
 
+def _earlier_render(out: Path) -> bool:
+    """Every entry of ``out`` is a node directory of an earlier render (an empty directory
+    qualifies too)."""
+    return all(
+        p.is_dir() and not p.is_symlink() and (p / CLOUD_INIT_DIR / "meta-data").is_file()
+        for p in out.iterdir()
+    )
+
+
+def check_out(out: Path) -> None:
+    """Exit unless ``out`` may be (re)placed by a render: new, empty or an earlier render."""
+    if out.is_symlink():
+        raise Exit(f"render: {out} is a symlink: give the directory itself", code=2)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise Exit(f"render: {out} is not a directory", code=2)
+    if not _earlier_render(out):
+        raise Exit(
+            f"render: {out} is not empty and not an earlier render (only <node>/ directories"
+            " with cloud-init/meta-data): give a new or empty directory",
+            code=2,
+        )
+
+
+def replace_dir(fresh: Path, out: Path) -> None:
+    """Put ``fresh`` (a sibling of ``out``) in the place of ``out``, then drop the old one."""
+    if not out.exists():
+        os.rename(fresh, out)
+        return
+    hold = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    try:
+        os.rename(out, hold / "render")
+        try:
+            os.rename(fresh, out)
+        except OSError:
+            os.rename(hold / "render", out)
+            raise
+    finally:
+        shutil.rmtree(hold, ignore_errors=True)
+
+
 @task(
     positional=[],
     help={
         "stack": "Stack name: reads Pulumi.<stack>.yaml at the project root.",
-        "out": "Output directory; each node's files go to <out>/<node>/.",
+        "out": "Output directory (new, empty or an earlier render, which is replaced whole);"
+        " each node's files go to <out>/<node>/.",
     },
 )
 def render(c: Context, stack: str = "", out: str = "") -> None:
     """Render every node's bundle (files, cloud-init user-data/meta-data) into a directory."""
     require("render", stack=stack, out=out)
+    out_dir = Path(out)
+    check_out(out_dir)
     s = load_stack(stack)
     secrets = Secrets.resolve(s)
     authorized = authorized_keys(s, ROOT)
     bundles = render_cluster(s, secrets, authorized)
-    out_dir = Path(out)
+    _mkdirs(out_dir.absolute().parent)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render-", dir=out_dir.parent))
+    try:
+        os.chmod(fresh, DIR_MODE)
+        for bundle in bundles.values():
+            write_bundle(bundle, fresh)
+        check_out(out_dir)  # still new, empty or a render: nothing else is replaced
+        replace_dir(fresh, out_dir)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
     for name, bundle in bundles.items():
-        node_dir = write_bundle(bundle, out_dir)
         secret_files = sum(f.secret for f in bundle.files)
         print(
             f"{name}: {len(bundle.files)} files ({secret_files} secret) + cloud-init"
-            f" in {node_dir}  digest {bundle.digest[:16]}"
+            f" in {out_dir / name}  digest {bundle.digest[:16]}"
         )
     if secrets.placeholders:
         print(f"placeholders (not available here): {', '.join(secrets.placeholders)}")

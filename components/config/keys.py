@@ -139,14 +139,21 @@ KEYS: tuple[Key, ...] = (
     # --- volume and Ceph
     _k("rbdPool", str, "rbd", "Ceph pool of the repository image."),
     _k("rbdImage", str, "veeamrepo", "RBD image mapped on every node."),
-    _k("xfsLabel", str, "veeamrepo", "XFS label of the volume (max 12 chars)."),
+    _k("xfsLabel", str, "veeamrepo", "XFS label of the volume (1-12 bytes, no / or space)."),
     _k("mountPoint", str, "/mnt/veeamrepo", "Where the MASTER mounts the volume."),
     _k("cephMonitors", list, REQUIRED, "Ceph monitor addresses."),
-    _k("cephUser", str, "admin", "Ceph client name (client.<name>)."),
-    _k("cephKeyring", str, None, "Ceph client key (secret).", secret=True),
-    _k("cephRepoUrl", str, None, "Ceph package repository (required on el7/el8/el9)."),
+    _k("cephUser", str, "veeamrepo", "Ceph client name (client.<name>), limited to the pool."),
+    _k(
+        "cephKeyring",
+        str,
+        None,
+        "Key of client.<cephUser>, as ceph auth get-key prints it (secret; optional only"
+        " for a lab stack in 198.18.0.0/15).",
+        secret=True,
+    ),
+    _k("cephRepoUrl", str, None, "Ceph package repository, https (required on el7/el8/el9)."),
     # --- access
-    _k("sshUser", str, "root", "User Fabric connects as."),
+    _k("sshUser", str, "root", "User Fabric connects as: root (the converge uses no sudo)."),
     _k(
         "sshKeyFile",
         str,

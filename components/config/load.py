@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config.keys import KEYS, NAMESPACE, Key
-from components.config.model import PROJECT_ROOT, Secret, Settings
+from components.config.model import PROJECT_ROOT, ConfigError, Secret, Settings
 from components.config.validate import validate
 
 
@@ -52,7 +52,9 @@ def load(config: Mapping[str, Any]) -> Settings:
     problems: list[str] = []
     known = {k.full for k in KEYS}
     for name in config:
-        if name.startswith(f"{NAMESPACE}:") and name not in known:
+        if not isinstance(name, str):
+            problems.append(f"{name!r}: config keys are strings, namespace:key")
+        elif name.startswith(f"{NAMESPACE}:") and name not in known:
             problems.append(f"{name}: unknown config key")
     values: dict[str, Any] = {}
     for key in KEYS:
@@ -77,13 +79,53 @@ def stack_file(stack: str, root: Path = PROJECT_ROOT) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 
 
-def load_stack_file(path: str | Path) -> Settings:
-    """Settings from a ``Pulumi.<stack>.yaml`` file."""
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {list: "list", str: "string", int: "number", float: "number"}.get(type(value), "value")
+
+
+def _yaml_problem(path: str | Path, exc: Exception) -> str:
+    """One line: file, line, column and what is wrong (PyYAML's own words)."""
     import yaml
 
-    with open(path, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh) or {}
-    return load(doc.get("config") or {})
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"{path}: not valid YAML: {' '.join(str(exc).split())}"
+    mark, what = exc.problem_mark, exc.problem or "not valid YAML"
+    if "'\\t'" in what:
+        what += " (YAML indents with spaces, never tabs)"
+    if exc.context:
+        ctx = exc.context_mark
+        where = f" at line {ctx.line + 1}, column {ctx.column + 1}" if ctx else ""
+        what += f" ({exc.context}{where})"
+    return f"{path}: line {mark.line + 1}, column {mark.column + 1}: {what}"
+
+
+def load_stack_file(path: str | Path) -> Settings:
+    """Settings from a ``Pulumi.<stack>.yaml`` file; a ConfigError naming the file when it is
+    not UTF-8, not YAML, or not a mapping with a ``config:`` mapping."""
+    import yaml
+
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {e.start})"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([_yaml_problem(path, e)]) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            [f"{path}: the top level must be a mapping (config: ...), not a {_kind(doc)}"]
+        )
+    config = doc.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise ConfigError(
+            [f"{path}: config: must be a mapping of namespace:key to value, not a {_kind(config)}"]
+        )
+    return load(config or {})
 
 
 def pulumi_config(*, secrets: bool = True) -> dict[str, Any]:

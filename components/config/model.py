@@ -18,6 +18,8 @@ OS_FAMILIES = ("el7", "el8", "el9", "debian", "ubuntu")
 # VRRP auth_pass: keepalived uses 8 characters; quotes, braces and comment marks break its
 # config syntax.
 AUTH_PASS = re.compile(r"[^\s\"'{}#!\\]{1,8}")
+# RFC 2544's benchmarking block: the embedded lab's addresses, never a real network's
+TEST_NET = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class ConfigError(ValueError):
@@ -119,6 +121,16 @@ class Settings:
     @property
     def network_prefix(self) -> ipaddress.IPv4Network:
         return self.vip.network
+
+    @property
+    def is_test_net(self) -> bool:
+        """Every node IP, the VIP's subnet and the gateway lie in 198.18.0.0/15: a lab stack
+        (the embedded lab's), which no real cluster is."""
+        return (
+            all(n.ip in TEST_NET for n in self.nodes)
+            and self.vip.network.subnet_of(TEST_NET)
+            and self.gateway in TEST_NET
+        )
 
     @property
     def keepalived_dialect(self) -> str:

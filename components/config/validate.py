@@ -11,31 +11,21 @@ import base64
 import ipaddress
 import re
 from collections.abc import Mapping
-from pathlib import PurePosixPath
 from typing import Any
 
 from components.config.check import Check as _Check
 from components.config.check import full as _full
 from components.config.keys import KEYS
 from components.config.model import AUTH_PASS, OS_FAMILIES, ConfigError, Node, Secret, Settings
+from components.config.storage import (
+    ceph_keyring,
+    ceph_names,
+    ceph_repo,
+    normal_mount,
+    xfs_label,
+)
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-# a mount point here would hide or be part of the system itself
-_SYSTEM_DIRS = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib64",
-    "/proc",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-)
-_SYSTEM_EXACT = ("/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var")
-_CEPH_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -104,24 +94,20 @@ def _names(c: _Check) -> None:
         c.bad("vrrpInstance", f"{v['vrrpInstance']!r} must be 1-32 letters, digits or _")
     if not _USER.match(str(v["sshUser"])):
         c.bad("sshUser", f"{v['sshUser']!r} is not a valid user name (a-z, 0-9, _, -)")
-    for name in ("rbdPool", "rbdImage", "cephUser"):
-        if not _CEPH_NAME.match(str(v[name])):
-            c.bad(name, f"{v[name]!r} may hold only letters, digits, '.', '_' and '-'")
+    elif v["sshUser"] != "root":
+        c.bad(
+            "sshUser",
+            f"{v['sshUser']!r} is not root: the converge runs every command as the SSH user, "
+            "without sudo, so only root can install and start the services (the article's "
+            "setup connects as root)",
+        )
 
 
 def _volume(c: _Check) -> None:
-    label = c.v["xfsLabel"]
-    if not label or len(label) > 12 or any(ch.isspace() for ch in label):
-        c.bad("xfsLabel", f"{label!r} must be 1-12 characters without spaces (XFS limit)")
-    mount = c.v["mountPoint"]
-    if not PurePosixPath(mount).is_absolute() or mount == "/" or ".." in mount.split("/"):
-        c.bad("mountPoint", f"{mount!r} must be an absolute path other than /")
-    elif not mount.isprintable():
-        c.bad("mountPoint", f"{mount!r} must not hold control characters")
-    elif (norm := str(PurePosixPath(mount))) in _SYSTEM_EXACT or any(
-        norm == d or norm.startswith(f"{d}/") for d in _SYSTEM_DIRS
-    ):
-        c.bad("mountPoint", f"{mount!r} is a system directory: use e.g. /mnt/<name>")
+    xfs_label(c)
+    ceph_names(c)
+    ceph_keyring(c)
+    ceph_repo(c)
 
 
 def _secrets(c: _Check) -> None:
@@ -146,13 +132,6 @@ def _services(c: _Check) -> None:
         for m in monitors:
             if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", m):
                 c.bad("cephMonitors", f"{m!r} is not a host, IP or IP:port")
-    if v["osFamily"] in ("el7", "el8", "el9") and not v["cephRepoUrl"]:
-        c.bad(
-            "cephRepoUrl",
-            f"required for osFamily {v['osFamily']} (no ceph-common in its base)",
-        )
-    if v["cephRepoUrl"] and not re.match(r"^https?://\S+$", v["cephRepoUrl"]):
-        c.bad("cephRepoUrl", f"{v['cephRepoUrl']!r} is not an http(s) URL")
     _dns(c)
 
 
@@ -235,6 +214,7 @@ def validate(v: dict[str, Any], problems: list[str]) -> Settings:
     c = _Check(v, problems)
     for check in (_sizes, _names, _volume, _secrets, _services):
         check(c)
+    mount = normal_mount(c)
     nodes = _nodes(c)
     vip = _vip(c)
     gateway = c.ipv4("gateway", v["gateway"])
@@ -255,14 +235,24 @@ def validate(v: dict[str, Any], problems: list[str]) -> Settings:
         "nameservers": nameservers,
         "cephMonitors": tuple(v["cephMonitors"]),
         "dnsZone": v["dnsZone"] or v["domain"],
+        "mountPoint": mount,
     }
     return Settings(**{k.field: derived.get(k.name, v[k.name]) for k in KEYS})
 
 
 def deploy_problems(s: Settings) -> list[str]:
     """What ``pulumi up`` needs beyond a valid config: secrets that must be set (the engine
-    hands them to the program decrypted, so here they are either there or missing)."""
+    hands them to the program decrypted, so here they are either there or missing) and what
+    the converge can do. A lab stack (every address in 198.18.0.0/15: the embedded lab, whose
+    nodes use no Ceph) may deploy the placeholder keyring."""
     problems = []
+    if not s.ceph_keyring.available and not s.is_test_net:
+        problems.append(
+            f"{_full('cephKeyring')}: required: without it the nodes get a placeholder keyring, "
+            "in place of a working one (pulumi config set --secret repo-cluster:cephKeyring "
+            f'"$(ceph auth get-key client.{s.ceph_user})"); only a lab stack, every address '
+            "in 198.18.0.0/15, may go without"
+        )
     if s.dns_server and s.dns_tsig_key_name and not s.dns_tsig_secret.available:
         problems.append(
             f"{_full('dnsTsigSecret')}: required when dnsServer and dnsTsigKeyName are set "

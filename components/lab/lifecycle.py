@@ -141,7 +141,8 @@ def lab_up(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
                     labnode.start_sshd(lab, n)
                     say(f"lab {stack}: started sshd on {n.name}")
             _dns_up(lab, repo, say)
-            say(f"lab {stack} is up (nodes: {', '.join(n.name for n in lab.nodes)})")
+            nodes = ", ".join(n.name for n in lab.nodes)
+            say(f"lab {stack} is up (nodes: {nodes}); nothing to do")
             return False
         found = leftovers(lab)
         if found:

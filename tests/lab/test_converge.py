@@ -228,10 +228,20 @@ def test_cli_names_the_unreachable_node_and_converges_the_other(
 
 
 def test_cli_status_after_converge(first, sim_lab, cli_env):
+    # Veeam connects by name: without the record (made by pulumi up, or fab dns) status fails
+    r = fab(cli_env, "status", "--stack", STACK, "--json", "--lab-secrets")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert json.loads(r.stdout)["problems"] == [
+        "DNS: repo-cluster.skunkworks.test resolves to nothing, want 198.18.50.160"
+    ]
+    r = fab(cli_env, "dns", "--stack", STACK, "--lab-secrets")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "A repo-cluster.skunkworks.test -> 198.18.50.160: created" in r.stdout
     r = fab(cli_env, "status", "--stack", STACK, "--json", "--lab-secrets")
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["vip"] == "198.18.50.160"
+    assert doc["dns"] == "DNS repo-cluster.skunkworks.test -> 198.18.50.160 (on 127.0.0.1:5353)"
     assert doc["nodes"] == [
         {
             "name": "repo1",

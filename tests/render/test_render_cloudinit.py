@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.bundle import PATHS, Bundle, Secrets, render_node
+from components.bundle import PATHS, Bundle, render_node
 from components.bundle.cloudinit import host_key_paths
 from components.bundle.packages import install_commands as install_packages
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, run, variant
@@ -42,16 +42,6 @@ def test_schema_check_can_fail(renders, tmp_path) -> None:
     path = tmp_path / "bad"
     path.write_text("#cloud-config\n" + yaml.safe_dump(doc), encoding="utf-8")
     assert run("cloud-init", "schema", "--config-file", str(path)).returncode != 0
-
-
-def test_schema_accepts_provisioning_user(host_keys, tmp_path) -> None:
-    s = variant("lab", "el9", sshUser="veeamops")
-    bundle = render_node(s, s.nodes[0], Secrets.resolve(s, host_keys=host_keys), AUTHORIZED)
-    doc = yaml.safe_load(bundle.user_data)
-    user = doc["users"][1]
-    assert user["name"] == "veeamops" and user["ssh_authorized_keys"] == list(AUTHORIZED)
-    assert "disable_root" not in doc
-    schema_check(bundle.user_data, tmp_path)
 
 
 def assert_delivered(bundle: Bundle) -> None:

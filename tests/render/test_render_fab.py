@@ -220,3 +220,67 @@ def test_a_symlink_in_the_way_is_replaced_not_followed(bundle, tmp_path) -> None
     write_bundle(bundle, out)
     assert victim.read_text() == "untouched\n"
     assert not conf.is_symlink() and stat.S_IMODE(conf.stat().st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------- --out reuse
+
+
+def three_nodes(config: dict) -> dict:
+    config["repo-cluster:nodes"].append({"name": "repo3", "ip": "198.18.50.163", "priority": 99})
+    return config
+
+
+def test_a_render_replaces_the_previous_one_whole(tmp_path) -> None:
+    """A node removed from the stack leaves no stale files behind."""
+    proj = project(tmp_path, three_nodes(stack_config("sim")))
+    out = tmp_path / "out"
+    assert fab_render(proj, "t", out).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["repo1", "repo2", "repo3"]
+    (proj / "Pulumi.t.yaml").write_text(yaml.safe_dump({"config": stack_config("sim")}))
+    r = fab_render(proj, "t", out)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["repo1", "repo2"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "project"]  # no temp left
+
+
+def test_a_used_directory_that_is_no_render_is_refused(tmp_path) -> None:
+    out = tmp_path / "out"
+    (out / "repo1").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine\n")
+    r = fab_render(ROOT, "sim", out)
+    assert r.returncode != 0
+    assert f"render: {out} is not empty and not an earlier render" in r.stderr, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "repo1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_empty_directory_or_a_new_one_is_rendered_into(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    assert fab_render(ROOT, "sim", out).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["repo1", "repo2"]
+    deep = tmp_path / "a" / "b"
+    assert fab_render(ROOT, "sim", deep).returncode == 0 and (deep / "repo2").is_dir()
+
+
+def test_out_must_be_a_directory(tmp_path) -> None:
+    out = tmp_path / "out"
+    out.write_text("a file\n")
+    r = fab_render(ROOT, "sim", out)
+    assert r.returncode != 0 and "not a directory" in r.stderr
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    r = fab_render(ROOT, "sim", link)
+    assert r.returncode != 0 and "symlink" in r.stderr
+    assert link.is_symlink() and not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_yaml_error_is_one_line_not_a_traceback(tmp_path) -> None:
+    proj = project(tmp_path, stack_config("sim"))
+    (proj / "Pulumi.t.yaml").write_text("config:\n  repo-cluster:cpus: [1, 2\n")
+    r = fab_render(proj, "t", tmp_path / "out")
+    assert r.returncode == 2
+    assert "Pulumi.t.yaml: line 3, column 1: " in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -225,11 +225,11 @@ def test_rbd_unit_article_facts(renders) -> None:
         assert not [ln for ln in directives if "Mount" in ln]
         assert "Type=oneshot" in directives and "RemainAfterExit=yes" in directives
         assert "After=network-online.target" in directives
-        assert "ExecStart=/usr/bin/rbd map rbd/veeamrepo --id admin" in directives
+        assert "ExecStart=/usr/bin/rbd map rbd/veeamrepo --id veeamrepo" in directives
         assert "ExecStop=/usr/bin/rbd unmap rbd/veeamrepo" in directives
-        keyring = bundle.file("/etc/ceph/ceph.client.admin.keyring")
+        keyring = bundle.file("/etc/ceph/ceph.client.veeamrepo.keyring")
         assert keyring.secret and keyring.mode == 0o600
-        assert keyring.content.startswith(b"[client.admin]\n\tkey = ")
+        assert keyring.content.startswith(b"[client.veeamrepo]\n\tkey = ")
         conf = bundle.file("/etc/ceph/ceph.conf").content.decode()
         assert "mon_host = 10.2.50.201,10.2.50.202,10.2.50.203" in conf.splitlines()
 

@@ -129,7 +129,7 @@ def test_secret_files_are_marked(keys) -> None:
     secret = {f.path for f in b.files if f.secret}
     assert secret == {
         "/etc/keepalived/keepalived.conf",  # auth_pass
-        "/etc/ceph/ceph.client.admin.keyring",
+        "/etc/ceph/ceph.client.veeamrepo.keyring",
         "/etc/ssh/ssh_host_ed25519_key",
         "/etc/ssh/ssh_host_ecdsa_key",
         "/etc/ssh/ssh_host_rsa_key",

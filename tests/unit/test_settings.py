@@ -17,6 +17,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 NS = "repo-cluster"
 Config = dict[str, Any]
+KEY = "AQBvaBFZAAAAABAAcUVJcmyBJ2uZ0lA7cHl2AQ=="  # the shape `ceph auth get-key` prints
 
 
 def lab_config() -> Config:
@@ -112,6 +113,37 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("dns-server", _set(f"{NS}:dnsServer", "dns server"), f"{NS}:dnsServer", "host name or IP"),
     ("dns-timeout", _set(f"{NS}:dnsTimeout", 0), f"{NS}:dnsTimeout", "out of range"),
     ("ptr-zone", _set(f"{NS}:dnsPtrZone", "skunkworks.local"), f"{NS}:dnsPtrZone", "in-addr.arpa"),
+    # mount points: normalised before the system check, inside system trees refused
+    ("mount-2slash-etc", _set(f"{NS}:mountPoint", "//etc"), f"{NS}:mountPoint", "system"),
+    ("mount-2slash-usr", _set(f"{NS}:mountPoint", "//usr/lib"), f"{NS}:mountPoint", "system"),
+    ("mount-root-ssh", _set(f"{NS}:mountPoint", "/root/.ssh"), f"{NS}:mountPoint", "system"),
+    ("mount-var-log", _set(f"{NS}:mountPoint", "/var/log"), f"{NS}:mountPoint", "system"),
+    ("mount-var-lib", _set(f"{NS}:mountPoint", "/var/lib/veeam"), f"{NS}:mountPoint", "system"),
+    ("mount-var-spool", _set(f"{NS}:mountPoint", "/var//spool/x"), f"{NS}:mountPoint", "system"),
+    ("mount-dotdot", _set(f"{NS}:mountPoint", "/etc/../etc"), f"{NS}:mountPoint", "'..'"),
+    ("mount-dot", _set(f"{NS}:mountPoint", "/mnt/./repo"), f"{NS}:mountPoint", "'.'"),
+    ("mount-home", _set(f"{NS}:mountPoint", "/home/"), f"{NS}:mountPoint", "system"),
+    # Ceph names reach `rbd map` as arguments: no option, no . or ..
+    ("rbd-pool-dash", _set(f"{NS}:rbdPool", "-p"), f"{NS}:rbdPool", "'-'"),
+    ("rbd-image-dot", _set(f"{NS}:rbdImage", "."), f"{NS}:rbdImage", "'.' or '..'"),
+    ("ceph-user-dash", _set(f"{NS}:cephUser", "-x"), f"{NS}:cephUser", "'-'"),
+    ("ceph-user-dotdot", _set(f"{NS}:cephUser", ".."), f"{NS}:cephUser", "'.' or '..'"),
+    # the keyring is a Ceph key, nothing more (a newline would add keyring sections)
+    (
+        "keyring-newline",
+        _set(f"{NS}:cephKeyring", "AQBvaBFZAAAAABAAcUVJcmyBJ2uZ0lA7cHl2AQ==\n[client.admin]"),
+        f"{NS}:cephKeyring",
+        "Ceph key",
+    ),
+    ("keyring-short", _set(f"{NS}:cephKeyring", "AQB+key=="), f"{NS}:cephKeyring", "Ceph key"),
+    ("keyring-int", _set(f"{NS}:cephKeyring", 1234), f"{NS}:cephKeyring", "string"),
+    # XFS labels: 12 bytes, no /, whitespace or control characters
+    ("xfs-bytes", _set(f"{NS}:xfsLabel", "\u00e9" * 7), f"{NS}:xfsLabel", "12 bytes"),
+    ("xfs-slash", _set(f"{NS}:xfsLabel", "veeam/repo"), f"{NS}:xfsLabel", "'/'"),
+    ("xfs-tab", _set(f"{NS}:xfsLabel", "veeam\trepo"), f"{NS}:xfsLabel", "whitespace"),
+    ("xfs-control", _set(f"{NS}:xfsLabel", "veeam\x7frepo"), f"{NS}:xfsLabel", "control"),
+    ("xfs-empty", _set(f"{NS}:xfsLabel", ""), f"{NS}:xfsLabel", "12 bytes"),
+    ("ceph-repo-http", _set(f"{NS}:cephRepoUrl", "http://x/"), f"{NS}:cephRepoUrl", "https"),
     (
         "ptr-zone-vip",
         _set(f"{NS}:dnsPtrZone", "51.2.10.in-addr.arpa"),
@@ -123,7 +155,7 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
 
 def test_unsigned_dns_updates_need_no_key() -> None:
     """Windows DNS "Nonsecure and secure": no dnsTsigKeyName, no secret needed."""
-    config = lab_config()
+    config = lab_config() | {f"{NS}:cephKeyring": KEY}
     del config[f"{NS}:dnsTsigKeyName"]
     s = settings.load(config)
     assert (s.dns_server, s.dns_tsig_key_name) == ("10.2.50.10", None)
@@ -131,9 +163,11 @@ def test_unsigned_dns_updates_need_no_key() -> None:
 
 
 def test_a_tsig_key_needs_its_secret_at_deploy_time() -> None:
-    s = settings.load(lab_config())
+    s = settings.load(lab_config() | {f"{NS}:cephKeyring": KEY})
     assert [p.split(":", 2)[1] for p in settings.deploy_problems(s)] == ["dnsTsigSecret"]
-    with_secret = settings.load({**lab_config(), f"{NS}:dnsTsigSecret": "c2VjcmV0"})
+    with_secret = settings.load(
+        {**lab_config(), f"{NS}:cephKeyring": KEY, f"{NS}:dnsTsigSecret": "c2VjcmV0"}
+    )
     assert settings.deploy_problems(with_secret) == []
 
 
@@ -199,3 +233,48 @@ def test_every_problem_reported_in_one_run() -> None:
         assert any(p.startswith(f"{key}: ") and words in p for p in exc.value.problems), key
     # the message lists them all too, one per line
     assert len(str(exc.value).splitlines()) == len(exc.value.problems) + 1
+
+
+def test_new_holes_reported_at_once_without_the_secret() -> None:
+    """Each hole names its own key, all in one ConfigError; the keyring never shows."""
+    bad_key = KEY + "\n[client.admin]\n\tkey = " + KEY
+    config = lab_config() | {
+        f"{NS}:mountPoint": "//usr/lib",
+        f"{NS}:rbdPool": "-p",
+        f"{NS}:rbdImage": "..",
+        f"{NS}:cephUser": "--id",
+        f"{NS}:cephKeyring": bad_key,
+        f"{NS}:xfsLabel": "a/b",
+        f"{NS}:cephRepoUrl": "http://download.ceph.com/rpm-nautilus/el7/x86_64/",
+    }
+    with pytest.raises(settings.ConfigError) as exc:
+        settings.load(config)
+    named = [p.split(": ", 1)[0] for p in exc.value.problems]
+    keys = ("mountPoint", "rbdPool", "rbdImage", "cephUser", "cephKeyring", "xfsLabel")
+    assert sorted(named) == sorted(f"{NS}:{k}" for k in (*keys, "cephRepoUrl"))
+    assert KEY not in str(exc.value) and "client.admin" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("mount", "normal"),
+    [
+        ("/mnt/veeamrepo", "/mnt/veeamrepo"),
+        ("/mnt//veeamrepo/", "/mnt/veeamrepo"),
+        ("/srv/veeam/repo", "/srv/veeam/repo"),
+        ("/home/veeam/repo", "/home/veeam/repo"),
+        ("/data", "/data"),
+    ],
+)
+def test_mount_points_that_stay_allowed_are_normalised(mount: str, normal: str) -> None:
+    s = settings.load(lab_config() | {f"{NS}:mountPoint": mount})
+    assert s.mount_point == normal
+
+
+@pytest.mark.parametrize("label", ["veeamrepo", "veeam-repo_1", "\u00e9" * 6, "REPO.1"])
+def test_xfs_labels_within_12_bytes(label: str) -> None:
+    assert settings.load(lab_config() | {f"{NS}:xfsLabel": label}).xfs_label == label
+
+
+def test_a_ceph_key_as_ceph_prints_it_is_accepted() -> None:
+    s = settings.load(lab_config() | {f"{NS}:cephKeyring": KEY})
+    assert s.ceph_keyring.value == KEY
