@@ -1,7 +1,8 @@
 """The real Pulumi engine runs our program: config errors and preflight stop it before anything.
 
-vcsim stands in for vCenter. What needs the pulumi-resource-vsphere plugin (creating VMs) is
-not here: that plugin cannot be obtained on this machine (see README, Troubleshooting).
+vcsim stands in for vCenter. Creating, updating and destroying VMs with the
+pulumi-resource-vsphere plugin is test_deploy.py's; here, with the plugin installed, a valid
+stack previews; without it, the engine stops at the plugin (README, Troubleshooting).
 """
 
 from __future__ import annotations
@@ -46,16 +47,29 @@ def test_preflight_against_vcsim_lists_every_problem(project, vcsim) -> None:
     assert "the new disks need 120000 GiB" in text
 
 
-def test_preflight_passes_then_engine_reaches_the_vsphere_provider(project, vcsim) -> None:
+def test_preflight_passes_then_the_vsphere_provider_plans_the_vms(
+    project, vcsim, vsphere_plugin_found
+) -> None:
     """With a valid stack and vcsim answering, the program gets past settings and preflight and
-    registers the RepoCluster; the next step is the vSphere provider plugin."""
+    registers the RepoCluster. With the vSphere plugin the preview succeeds and plans both VMs;
+    without it, the engine names the missing plugin."""
     project.config("vsphere:vsphereServer", vcsim.server)
-    out = project.pulumi("preview", check=False)
+    out = project.pulumi("preview", "--parallel", "1", check=False)
     text = out.stdout + out.stderr
     assert "preflight found" not in text, text
     assert "repo-cluster:index:RepoCluster" in text, text
-    if out.returncode != 0:
+    if vsphere_plugin_found is None:
+        assert out.returncode != 0
         assert "pulumi-resource-vsphere" in text, text
+        return
+    assert out.returncode == 0, text
+    plan = json.loads(project.pulumi("preview", "--json", "--parallel", "1").stdout)
+    vms = sorted(
+        s["urn"].rsplit("::", 1)[-1]
+        for s in plan["steps"]
+        if s["op"] == "create" and "virtualMachine:VirtualMachine" in s["urn"]
+    )
+    assert vms == ["repo-cluster-repo1-vm", "repo-cluster-repo2-vm"], plan["steps"]
 
 
 def _create_vm(vc, name: str, marker: str | None) -> None:

@@ -1,0 +1,353 @@
+"""`pulumi up` end to end: the real engine and vSphere provider, vcsim standing in for vCenter.
+
+One stack is deployed once for the module (``deployed``) and only read by the tests that use
+it: the VMs in vcsim, a second up, refresh, and the plans of two changes (each config change
+undone right after its preview); the last test destroys it. A test that applies a change gets
+a stack of its own (``fresh``). Converge is off and there is no DNS record (see conftest): the
+VM work only. Every up/preview/refresh/destroy runs with ``--parallel 1``: vcsim loses the
+provider's updates when two VMs are cloned at once.
+
+vcsim is read with pyvmomi: only hardware, extraConfig, power state, names and ids (pyvmomi 9
+cannot deserialize some of vcsim's VM properties, such as guest info and task lists).
+
+Two known gaps between vcsim and vCenter break what pulumi-resource-vsphere 4.18.2 does next;
+a test that meets one calls ``pytest.xfail`` after all of its other assertions have passed:
+
+- vcsim never stores a VM's swapPlacement: a refresh reads "" where vCenter reads "inherit",
+  and the provider then rejects its own refreshed state ("expected swap_placement_policy to be
+  one of ...") in the next preview.
+- vcsim's EnvironmentBrowser.QueryConfigOption carries no hardwareOptions.hwVersion, so after
+  each reconfigure the provider "upgrades" the VM to the hardware version it already has and
+  vcsim refuses (InvalidPowerStateFault on a running VM, AlreadyUpgradedFault on a stopped
+  one). The reconfigure itself has been applied by then, which the tests check.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pyVmomi import vim
+
+from components.bundle import Secrets, authorized_keys, render_node
+from components.bundle.hostkeys import HostKey
+from components.bundle.paths import PATHS
+from components.vcenter import preflight
+
+pytestmark = pytest.mark.e2e
+
+PARALLEL = ("--parallel", "1")
+NODES = ("repo1", "repo2")
+GIB_IN_KB = 1024 * 1024
+UPGRADE_FAULTS = ("InvalidPowerStateFault", "AlreadyUpgradedFault")
+SWAP_FAULT = "expected swap_placement_policy to be one of"
+# computed maps the provider marks unknown in any plan that changes a clone (never a replace)
+CLONE_NOISE = ("clone.ovfNetworkMap", "clone.ovfStorageMap")
+
+
+# --- vcsim, as pyvmomi sees it ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Vm:
+    moref: str
+    uuid: str
+    template: bool
+    power: str
+    cpus: int
+    memory_mb: int
+    disks_kb: tuple[int, ...]
+    extra: dict[str, str]
+
+    def document(self, key: str) -> str:
+        """A guestinfo document (userdata, metadata) decoded as its .encoding says."""
+        assert self.extra[f"guestinfo.{key}.encoding"] == "gzip+base64"
+        return gzip.decompress(base64.b64decode(self.extra[f"guestinfo.{key}"])).decode()
+
+    def keepalived_priority(self) -> int:
+        """The VRRP priority in the keepalived.conf that user-data writes."""
+        doc = yaml.safe_load(self.document("userdata"))
+        conf = next(f for f in doc["write_files"] if f["path"] == PATHS.keepalived_conf)
+        text = base64.b64decode(conf["content"]).decode()
+        (priority,) = re.findall(r"^\s*priority\s+(\d+)\s*$", text, re.MULTILINE)
+        return int(priority)
+
+
+def vcsim_vms(vc) -> dict[str, Vm]:
+    with preflight.connect(vc.settings) as si:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True
+        )
+        try:
+            return {
+                vm.name: Vm(
+                    moref=vm._moId,
+                    uuid=vm.config.uuid,
+                    template=bool(vm.config.template),
+                    power=str(vm.runtime.powerState),
+                    cpus=vm.config.hardware.numCPU,
+                    memory_mb=vm.config.hardware.memoryMB,
+                    disks_kb=tuple(
+                        d.capacityInKB
+                        for d in vm.config.hardware.device
+                        if isinstance(d, vim.vm.device.VirtualDisk)
+                    ),
+                    extra={o.key: str(o.value) for o in vm.config.extraConfig or []},
+                )
+                for vm in view.view
+            }
+        finally:
+            view.Destroy()
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Deployment:
+    project: Any
+    vcsim: Any
+    before: dict[str, Vm]
+    """vcsim's VMs before the first up (its own VMs and the template)."""
+
+
+def _deploy(project, vc) -> Deployment:
+    project.config("vsphere:vsphereServer", vc.server)
+    before = vcsim_vms(vc)
+    project.pulumi("up", "--yes", "--skip-preview", *PARALLEL)
+    return Deployment(project, vc, before)
+
+
+@pytest.fixture(scope="module")
+def deployed(vsphere_plugin, new_vcsim, new_project, tmp_path_factory) -> Iterator[Deployment]:
+    base = tmp_path_factory.mktemp("deployed")
+    with new_vcsim(base / "vcsim") as vc:
+        project = new_project(base)
+        try:
+            yield _deploy(project, vc)
+        finally:
+            project.pulumi("destroy", "--yes", "--skip-preview", *PARALLEL, check=False)
+
+
+@pytest.fixture
+def fresh(vsphere_plugin, new_vcsim, new_project, tmp_path: Path) -> Iterator[Deployment]:
+    with new_vcsim(tmp_path / "vcsim") as vc:
+        project = new_project(tmp_path)
+        try:
+            yield _deploy(project, vc)
+        finally:
+            project.pulumi("destroy", "--yes", "--skip-preview", *PARALLEL, check=False)
+
+
+def _plain(value: Any) -> Any:
+    """A value of `stack export --show-secrets`, secrets unwrapped."""
+    if isinstance(value, dict):
+        if "plaintext" in value:
+            return json.loads(value["plaintext"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def expected_documents(project) -> dict[str, tuple[str, str]]:
+    """Node -> (user-data, meta-data), rendered as the program does from the stack's settings
+    and the secrets in its state (host keys, generated VRRP auth_pass)."""
+    state = json.loads(project.pulumi("stack", "export", "--show-secrets").stdout)
+    resources = _plain(state["deployment"]["resources"])
+    (keys,) = [r["outputs"] for r in resources if r["type"].endswith(":HostKeys")]
+    (auth,) = [r["outputs"]["result"] for r in resources if r["type"].endswith(":AuthPass")]
+    host_keys = tuple(
+        HostKey(t, private, public)
+        for t, private, public in zip(
+            keys["types"], keys["private_keys"], keys["public_keys"], strict=True
+        )
+    )
+    s = project.settings()
+    secrets = Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth)
+    authorized = authorized_keys(s, project.dir, required=True)
+    bundles = {n.name: render_node(s, n, secrets, authorized) for n in s.nodes}
+    return {name: (b.user_data, b.meta_data) for name, b in bundles.items()}
+
+
+def preview(project, *args: str) -> tuple[int, dict[str, Any]]:
+    out = project.pulumi("preview", "--json", *PARALLEL, *args, check=False)
+    try:
+        return out.returncode, json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"pulumi preview {args}:\n{out.stdout}\n{out.stderr}") from None
+
+
+def changes(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """(op, resource name) of every step that is not "same"."""
+    return [(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in plan["steps"] if s["op"] != "same"]
+
+
+def diff_kinds(plan: dict[str, Any], name: str) -> dict[str, str]:
+    (step,) = [s for s in plan["steps"] if s["urn"].endswith(f"::{name}")]
+    assert not step.get("replaceReasons"), step
+    return {k: v["kind"] for k, v in (step.get("detailedDiff") or {}).items()}
+
+
+def up_in_place(project) -> str | None:
+    """`pulumi up` of a change; None when it succeeded, else the known vcsim fault it met
+    (any other failure fails the test)."""
+    out = project.pulumi(
+        "up", "--yes", "--skip-preview", "--continue-on-error", *PARALLEL, check=False
+    )
+    if out.returncode == 0:
+        return None
+    text = out.stdout + out.stderr
+    fault = next((f for f in UPGRADE_FAULTS if f in text), None)
+    assert fault, f"pulumi up failed:\n{text}"
+    return fault
+
+
+def xfail_upgrade_fault(fault: str | None) -> None:
+    if fault:
+        pytest.xfail(
+            f"the change is applied, then the provider's hardware 'upgrade' fails on vcsim "
+            f"({fault}: vcsim's QueryConfigOption has no hwVersion)"
+        )
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+def test_up_creates_exactly_the_two_vms(deployed) -> None:
+    project, vms = deployed.project, vcsim_vms(deployed.vcsim)
+    s = project.settings()
+    assert set(vms) - set(deployed.before) == set(NODES)
+    assert set(deployed.before) <= set(vms)
+    assert vms[s.template].template
+    expected = expected_documents(project)
+    outputs = json.loads(project.pulumi("stack", "output", "--json").stdout)
+    for node in s.nodes:
+        vm = vms[node.name]
+        assert not vm.template
+        assert vm.power == "poweredOn", node.name
+        assert (vm.cpus, vm.memory_mb, vm.disks_kb) == (2, 2048, (20 * GIB_IN_KB,)), node.name
+        assert vm.extra[preflight.STACK_MARKER] == "repo-cluster/sim"
+        user_data, meta_data = vm.document("userdata"), vm.document("metadata")
+        assert user_data.startswith("#cloud-config\n")
+        assert yaml.safe_load(user_data)["hostname"] == node.name
+        assert f"\ninstance-id: {node.name}.{s.domain}\n" in meta_data
+        assert (user_data, meta_data) == expected[node.name], node.name
+        assert vm.keepalived_priority() == node.priority
+        assert outputs["nodes"][node.name]["vm_uuid"] == vm.uuid
+
+
+def test_a_second_up_changes_nothing(deployed) -> None:
+    project = deployed.project
+    before = vcsim_vms(deployed.vcsim)
+    code, plan = preview(project, "--expect-no-changes")
+    assert code == 0 and changes(plan) == [], changes(plan)
+    out = project.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes", "--json")
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    (summary,) = [e["summaryEvent"] for e in events if "summaryEvent" in e]
+    assert set(summary["resourceChanges"]) == {"same"}, summary
+    assert vcsim_vms(deployed.vcsim) == before
+
+
+def test_refresh_finds_no_drift(deployed) -> None:
+    """What `pulumi refresh` would write, without writing it (the module's stack stays)."""
+    out = deployed.project.pulumi(
+        "refresh", "--preview-only", "--expect-no-changes", "--json", *PARALLEL, check=False
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    summary = json.loads(out.stdout)["changeSummary"]
+    assert set(summary) == {"same"} and summary["same"] >= 3, summary
+
+
+def test_after_a_refresh_the_plan_is_empty(deployed) -> None:
+    code, plan = preview(deployed.project, "--refresh", "--expect-no-changes")
+    if code != 0 and SWAP_FAULT in json.dumps(plan):
+        pytest.xfail("vcsim stores no swapPlacement: the refreshed state fails the provider")
+    assert code == 0 and changes(plan) == [], changes(plan)
+
+
+def test_a_priority_change_plans_an_in_place_update_of_that_node_only(deployed) -> None:
+    project = deployed.project
+    project.config("repo-cluster:nodes[1].priority", "90")
+    try:
+        code, plan = preview(project)
+    finally:
+        project.config("repo-cluster:nodes[1].priority", "100")
+    assert code == 0, plan
+    assert changes(plan) == [("update", "repo-cluster-repo2-vm")]
+    kinds = diff_kinds(plan, "repo-cluster-repo2-vm")
+    assert kinds.get('extraConfig["guestinfo.userdata"]') == "update", kinds
+    assert all(k == 'extraConfig["guestinfo.userdata"]' or k in CLONE_NOISE for k in kinds), kinds
+    assert not [k for k, kind in kinds.items() if kind.endswith("-replace")], kinds
+
+
+def test_a_bigger_disk_plans_in_place_updates(deployed) -> None:
+    project = deployed.project
+    project.config("repo-cluster:diskGb", "30")
+    try:
+        code, plan = preview(project)
+    finally:
+        project.pulumi("config", "rm", "repo-cluster:diskGb")  # back to the default, 20
+    assert code == 0, plan
+    assert sorted(changes(plan)) == [
+        ("update", "repo-cluster-repo1-vm"),
+        ("update", "repo-cluster-repo2-vm"),
+    ]
+    for name in ("repo-cluster-repo1-vm", "repo-cluster-repo2-vm"):
+        kinds = diff_kinds(plan, name)
+        assert kinds.get("disks[0].size") == "update", kinds
+        assert all(k == "disks[0].size" or k in CLONE_NOISE for k in kinds), kinds
+
+
+def test_a_priority_change_updates_that_node_in_place(fresh) -> None:
+    before = vcsim_vms(fresh.vcsim)
+    fresh.project.config("repo-cluster:nodes[1].priority", "90")
+    fault = up_in_place(fresh.project)
+    after = vcsim_vms(fresh.vcsim)
+    assert after["repo1"] == before["repo1"]
+    new, old = after["repo2"], before["repo2"]
+    assert (new.moref, new.uuid, new.power) == (old.moref, old.uuid, "poweredOn")
+    assert (new.cpus, new.memory_mb, new.disks_kb) == (old.cpus, old.memory_mb, old.disks_kb)
+    assert (old.keepalived_priority(), new.keepalived_priority()) == (100, 90)
+    assert new.document("metadata") == old.document("metadata")
+    assert new.document("userdata") == expected_documents(fresh.project)["repo2"][0]
+    xfail_upgrade_fault(fault)
+    code, plan = preview(fresh.project, "--expect-no-changes")
+    assert code == 0 and changes(plan) == [], changes(plan)
+
+
+def test_a_bigger_disk_grows_the_disks_in_place(fresh) -> None:
+    before = vcsim_vms(fresh.vcsim)
+    fresh.project.config("repo-cluster:diskGb", "30")
+    fault = up_in_place(fresh.project)
+    after = vcsim_vms(fresh.vcsim)
+    for name in NODES:
+        new, old = after[name], before[name]
+        assert (new.moref, new.uuid, new.power) == (old.moref, old.uuid, "poweredOn"), name
+        assert new.disks_kb == (30 * GIB_IN_KB,), name
+        assert new.extra == old.extra, name
+    xfail_upgrade_fault(fault)
+    code, plan = preview(fresh.project, "--expect-no-changes")
+    assert code == 0 and changes(plan) == [], changes(plan)
+
+
+def test_destroy_removes_the_vms_and_keeps_the_template(deployed) -> None:
+    """Last: it takes the module's stack down."""
+    project, vc = deployed.project, deployed.vcsim
+    assert set(NODES) <= set(vcsim_vms(vc))
+    project.pulumi("destroy", "--yes", "--skip-preview", *PARALLEL)
+    vms = vcsim_vms(vc)
+    assert set(vms) == set(deployed.before)
+    assert vms[project.settings().template].template
+    state = json.loads(project.pulumi("stack", "export").stdout)
+    assert not state["deployment"].get("resources")
