@@ -52,6 +52,7 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
     files = [
         _text(PATHS.keepalived_conf, conf, 0o600, secret=True),  # holds auth_pass
         _text(PATHS.notify_script, render("keepalivednotify.sh.j2", **ctx), 0o755),
+        _text(PATHS.sshd_check, render("repo-cluster-chk-sshd.j2", **ctx), 0o755),
         _text(PATHS.unit_file(PATHS.rbd_unit(s.rbd_image)), render("rbd.service.j2", **ctx)),
         _text(PATHS.keepalived_dropin, render("keepalived.service.d.conf.j2", **ctx)),
         _text(PATHS.ceph_conf, render("ceph.conf.j2", **ctx)),

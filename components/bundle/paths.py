@@ -16,6 +16,8 @@ class NodePaths:
 
     notify_script: str = "/usr/local/bin/keepalivednotify.sh"
     """keepalived's notify script: mounts on MASTER, releases otherwise."""
+    sshd_check: str = "/usr/local/bin/repo-cluster-chk-sshd"
+    """keepalived's sshd check: does sshd answer on the node's address?"""
     notify_state_dir: str = "/run/keepalivednotify"
     """The notify script's lock and state journal (tmpfs: gone at boot)."""
     keepalived_conf: str = "/etc/keepalived/keepalived.conf"

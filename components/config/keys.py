@@ -124,6 +124,13 @@ KEYS: tuple[Key, ...] = (
     ),
     _k("advertInterval", int, 1, "VRRP advert_int, seconds."),
     _k(
+        "sshCheck",
+        str,
+        "fault",
+        "sshd check: fault (a node whose sshd fails leaves MASTER) or weight (the article's "
+        "weight -4, which cannot move the VIP with nopreempt).",
+    ),
+    _k(
         "vrrpAuthPass",
         str,
         None,

@@ -91,6 +91,7 @@ class Settings:
     vrrp_instance: str
     virtual_router_id: int
     advert_interval: int
+    ssh_check: str
     vrrp_auth_pass: Secret
     unicast: bool
     # volume and Ceph

@@ -90,6 +90,8 @@ def _names(c: _Check) -> None:
             "interface",
             f"{v['interface']!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)",
         )
+    if v["sshCheck"] not in ("fault", "weight"):
+        c.bad("sshCheck", f"{v['sshCheck']!r} is not one of fault, weight")
     if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", str(v["vrrpInstance"])):
         c.bad("vrrpInstance", f"{v['vrrpInstance']!r} must be 1-32 letters, digits or _")
     if not _USER.match(str(v["sshUser"])):

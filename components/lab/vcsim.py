@@ -24,6 +24,7 @@ REPO = PROJECT_ROOT
 STATE = REPO / ".lab" / "vcsim"
 TEMPLATE_DISK_GB = 16
 TEMPLATE_GUEST_ID = "otherLinux64Guest"
+TEMPLATE_HW_VERSION = "vmx-0"
 
 
 def _endpoint(s: Settings) -> tuple[str, int]:
@@ -154,6 +155,11 @@ def _template_spec(s: Settings, datastore: Any, network: Any) -> Any:
     return vim.vm.ConfigSpec(
         name=s.template,
         guestId=TEMPLATE_GUEST_ID,
+        # vcsim's QueryConfigOption reports hardware version 0 for every VM, and the provider
+        # "upgrades" any VM whose version differs from that after each in-place update:
+        # vcsim then refuses (AlreadyUpgraded / InvalidPowerState) and the update fails. A
+        # template (so its clones) of version 0 agrees with vcsim; a vCenter reports both.
+        version=TEMPLATE_HW_VERSION,
         numCPUs=1,
         memoryMB=1024,
         firmware="bios",

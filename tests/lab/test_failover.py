@@ -8,7 +8,8 @@ The tests run in file order on one converged lab (module fixture, removed at the
 not): a backup file is written through the MASTER while a "data mover" holds it open -> repo1's
 NIC goes down -> repo2 is MASTER with the VIP and the volume, the file intact, repo1 holds
 nothing -> repo1 comes back as BACKUP (nopreempt: no failback) -> keepalived stopped on repo2
-hands everything back to repo1 -> the file system is clean (xfs_repair -n). At every probe in
+hands everything back to repo1 -> sshd killed on repo1 moves everything to repo2 -> the file
+system is clean (xfs_repair -n). At every probe in
 between, at most one node has the volume mounted.
 """
 
@@ -138,6 +139,17 @@ def test_stopping_keepalived_on_the_master_hands_everything_back(cluster: Lab) -
     assert volume_file(cluster, "repo1") == PAYLOAD
     in_node("repo2", "systemctl", "start", "keepalived")
     watch_until(cluster, HEALTHY)
+
+
+def test_sshd_dying_on_the_master_moves_vip_and_volume(cluster: Lab) -> None:
+    """Veeam reaches the repository through sshd: a MASTER whose sshd is gone must give the
+    VIP and the volume away (chk_sshd without weight: FAULT), and come back as BACKUP."""
+    assert cluster_picture(cluster) == HEALTHY  # repo1 MASTER
+    in_node("repo1", "sh", "-c", "kill -9 $(cat /run/sshd.pid)")
+    watch_until(cluster, {"repo1": ("FAULT", False, False), "repo2": ("MASTER", True, True)})
+    assert volume_file(cluster, "repo2") == PAYLOAD
+    in_node("repo1", "systemctl", "start", "ssh")
+    watch_until(cluster, {"repo1": ("BACKUP", False, False), "repo2": ("MASTER", True, True)})
 
 
 def test_file_system_is_clean_after_the_moves(cluster: Lab) -> None:

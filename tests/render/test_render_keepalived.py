@@ -38,9 +38,18 @@ def as_2x(conf: str) -> str:
 
 
 def config_test(netns: Callable[[str], str], ifname: str, conf: str, tmp: Path) -> None:
+    """`keepalived -t` in a throwaway network and mount namespace where the check script the
+    config names exists, root-owned in a root-only directory (enable_script_security checks
+    that; the script's content is tested on its own)."""
     path = tmp / "keepalived.conf"
     path.write_text(conf, encoding="utf-8")
-    r = run("ip", "netns", "exec", netns(ifname), "keepalived", "-t", "-l", "-f", str(path))
+    check = PATHS.sshd_check
+    setup = (
+        f"mount -t tmpfs -o mode=0755 tmpfs {Path(check).parent} && "
+        f"printf '#!/bin/sh\\nexit 0\\n' > {check} && chmod 0755 {check} && "
+        f"exec keepalived -t -l -f {path}"
+    )
+    r = run("ip", "netns", "exec", netns(ifname), "unshare", "--mount", "sh", "-c", setup)
     assert r.returncode == 0, f"keepalived -t exit {r.returncode}:\n{r.stdout}{r.stderr}\n{conf}"
 
 
@@ -104,8 +113,10 @@ def test_article_facts_lab(renders) -> None:
         assert "chk_sshd" in lines
         assert "unicast_peer {" not in lines  # the lab stack is multicast, as the article
         script = block(c[node], "vrrp_script chk_sshd")
-        assert 'script "killall -0 sshd"' in script and "weight -4" in script
-        assert "interval 2" in script
+        assert 'script "/usr/local/bin/repo-cluster-chk-sshd"' in script
+        directives = [ln.strip() for ln in script.splitlines() if not ln.strip().startswith("#")]
+        assert "fall 2" in directives and "rise 2" in directives
+        assert not [d for d in directives if d.startswith("weight")]  # FAULT, not a weight
         glob = block(c[node], "global_defs")
         assert f"router_id {node}" in glob
         assert "script_user root" in glob and "enable_script_security" in glob
@@ -121,6 +132,18 @@ def test_article_facts_lab(renders) -> None:
         assert re.findall(r"real_server (\S+) 22", vs) == [ips[node]]
         assert "connect_port 22" in vs and "connect_timeout 3" in vs
         assert "delay_before_retry 1" in vs
+
+
+def test_article_weighted_sshd_check_on_request(netns, tmp_path) -> None:
+    """sshCheck weight renders the article's form (weight -4, no fall/rise), and keepalived
+    accepts it; README says why it is not the default."""
+    s = variant("sim", "debian", sshCheck="weight")
+    b = render_node(s, s.nodes[0], Secrets.resolve(s), AUTHORIZED)
+    conf = b.file(PATHS.keepalived_conf).content.decode()
+    script = block(conf, "vrrp_script chk_sshd")
+    directives = [ln.strip() for ln in script.splitlines() if not ln.strip().startswith("#")]
+    assert "weight -4" in directives and "fall 2" not in directives
+    config_test(netns, s.interface, conf, tmp_path)
 
 
 def test_unicast_peers(renders) -> None:

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from components.bundle import PATHS, Secrets, render_node
+from components.bundle.render import ROOT as PROJECT
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, Volume, run, variant
 
 pytestmark = pytest.mark.render
+ROOT_TEMPLATES = PROJECT / "scripts" / "node"
 
 
 @pytest.mark.parametrize("vid", VARIANT_IDS)
@@ -34,6 +36,55 @@ def test_shellcheck_and_bash_n(vid, renders, tmp_path) -> None:
         assert r.returncode == 0, r.stderr
         r = run("shellcheck", "--shell=bash", "--severity=style", str(path))
         assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.parametrize("vid", VARIANT_IDS)
+def test_sshd_check_is_shellcheck_clean_and_asks_the_node_itself(vid, renders, tmp_path) -> None:
+    for node, bundle in renders[vid].bundles.items():
+        f = bundle.file(PATHS.sshd_check)
+        assert f.mode == 0o755 and f.content.startswith(b"#!/bin/bash\n")
+        ip = str(renders[vid].settings.node(node).ip)
+        assert f"/dev/tcp/{ip}/22".encode() in f.content
+        path = tmp_path / f"{node}-chk.sh"
+        path.write_bytes(f.content)
+        r = run("shellcheck", "--shell=bash", "--severity=style", str(path))
+        assert r.returncode == 0, r.stdout
+
+
+def test_sshd_check_fails_without_an_ssh_banner(tmp_path) -> None:
+    """Run for real against 127.0.0.1: an SSH banner passes, a silent listener or no
+    listener fails (within its 2 s)."""
+    import socket
+    import threading
+
+    script = (ROOT_TEMPLATES / "repo-cluster-chk-sshd.j2").read_text()
+    body = next(ln for ln in script.splitlines() if ln.startswith("exec timeout"))
+
+    def check(port: int) -> int:
+        cmd = body.replace("{{ node.ip }}/22", f"127.0.0.1/{port}")
+        return run("bash", "-c", cmd).returncode
+
+    for banner, want in ((b"SSH-2.0-OpenSSH_9.2\r\n", 0), (b"", 1)):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+
+        def serve(srv=srv, banner=banner) -> None:
+            conn, _ = srv.accept()
+            conn.sendall(banner)
+            threading.Event().wait(3)
+            conn.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        assert (check(port) == 0) == (want == 0), (banner, port)
+        srv.close()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    closed = srv.getsockname()[1]
+    srv.close()
+    assert check(closed) != 0
 
 
 def wait_for(predicate, what: str, timeout: float = 10.0) -> None:
