@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import socket
@@ -37,6 +36,7 @@ from components.bundle import hostkeys
 from components.bundle.render import TEMPLATE_FOLDERS
 from components.config import PROJECT_ROOT as ROOT
 from components.config import load_stack_file
+from components.lab import deploy
 from components.lab import vcsim as labvcsim
 
 STACK = "sim"
@@ -63,13 +63,7 @@ def tools_bin() -> Path:
 
 
 def base_env(bin_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_PYTHON_CMD": str(ROOT / ".venv/bin/python"),
-    }
+    return deploy.cli_environment(bin_dir)
 
 
 def check_plugin(env: dict[str, str]) -> None:

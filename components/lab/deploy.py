@@ -33,6 +33,19 @@ def project_dir(stack: str, repo: Path = PROJECT_ROOT) -> Path:
     return lab_dir(repo, stack) / "project"
 
 
+def cli_environment(tools_bin: Path, repo: Path = PROJECT_ROOT) -> dict[str, str]:
+    """The process environment for the Pulumi CLI from ``tools_bin`` (scripts/bootstrap-tools)
+    offline: no update check, no plugin download, the project's Python (the language host
+    built here predates the virtualenv option over RPC). No state location."""
+    return {
+        **os.environ,
+        "PATH": f"{tools_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_PYTHON_CMD": str(repo / ".venv" / "bin" / "python"),
+    }
+
+
 def environment(repo: Path = PROJECT_ROOT) -> dict[str, str]:
     """What the Pulumi CLI needs to find the lab's state and decrypt its secrets."""
     base = pulumi_dir(repo)

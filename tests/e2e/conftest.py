@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import socket
@@ -28,6 +27,7 @@ import pytest
 
 from components.bundle.render import TEMPLATE_FOLDERS
 from components.config import Settings, load_stack_file
+from components.lab import deploy
 from components.lab import vcsim as labvcsim
 from tests.kit import write_operator_key
 
@@ -60,14 +60,7 @@ def tools_bin() -> Path:
 
 def tools_env(tools_bin: Path) -> dict[str, str]:
     """The environment every Pulumi CLI call of this tier runs with (no state location)."""
-    return {
-        **os.environ,
-        "PATH": f"{tools_bin}:{os.environ['PATH']}",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        # the language host built here predates the virtualenv option over RPC
-        "PULUMI_PYTHON_CMD": str(ROOT / ".venv/bin/python"),
-    }
+    return deploy.cli_environment(tools_bin)
 
 
 def vsphere_plugin_source(env: dict[str, str]) -> str | None:
