@@ -93,9 +93,7 @@ def feed(c: Connection, step: str, command: str, data: bytes, timeout: float) ->
 
 def shared_public_keys(bundle: Bundle) -> tuple[str, ...]:
     return tuple(
-        f.content.decode().strip()
-        for f in bundle.files
-        if f.path.startswith("/etc/ssh/ssh_host_") and f.path.endswith(".pub")
+        f.content.decode().strip() for f in bundle.files if PATHS.is_host_public_key(f.path)
     )
 
 

@@ -165,7 +165,7 @@ def sshd_unit(family: str) -> str:
 
 
 def host_keys_changed(changed: Iterable[str]) -> bool:
-    return any(p.startswith("/etc/ssh/ssh_host_") for p in changed)
+    return any(PATHS.is_host_key(p) for p in changed)
 
 
 def restart_sshd(family: str, changed: Iterable[str], presents_shared_key: bool) -> list[str]:

@@ -19,10 +19,11 @@ from typing import Any
 
 from fabric import Connection
 
+from components.bundle import PATHS
 from components.config import Settings
 from components.converge import facts
 
-STATE_JOURNAL = "/run/keepalivednotify/states"
+STATE_JOURNAL = PATHS.notify_journal
 _SEP = "--repo-cluster--"
 
 
@@ -45,7 +46,7 @@ class NodeStatus:
 
 def status_command(interface: str, label: str) -> str:
     return (
-        'echo "active=$(systemctl is-active keepalived.service 2>/dev/null)"; '
+        f'echo "active=$(systemctl is-active {PATHS.keepalived_unit} 2>/dev/null)"; '
         'echo "volume=$(blkid -c /dev/null -o device -t '
         f'{shlex.quote("LABEL=" + label)} 2>/dev/null | tr "\\n" " ")"; '
         f'echo "journal=$(tail -n 1 {STATE_JOURNAL} 2>/dev/null)"; echo {_SEP}; '
