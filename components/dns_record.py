@@ -87,17 +87,16 @@ class DnsRecordProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         old, new = _record(olds), _record(news)
-        moved = any(olds.get(k) != news.get(k) for k in PLACE)
-        if moved:
-            _log(ensure_record(new))
-            _log(remove_record(old))
-        else:
-            # the address this stack wrote before is its own; anything else there is foreign
-            _log(
-                ensure_record(
-                    new, owned_addresses=(old.address,), owned_names=(old.fqdn.rstrip(".") + ".",)
-                )
+        # what this stack wrote before is its own; anything else there is foreign
+        _log(
+            ensure_record(
+                new,
+                owned_addresses=(old.address,),
+                owned_names=(old.fqdn.rstrip(".") + ".",),
             )
+        )
+        if old.address != new.address or any(olds.get(k) != news.get(k) for k in PLACE):
+            _log(remove_record(old))  # the old name, or the old address's PTR
         return UpdateResult(outs=self._outs(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
