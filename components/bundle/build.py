@@ -7,6 +7,7 @@ same inputs give byte-identical files and the same :attr:`Bundle.digest`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from components.bundle import cloudinit, packages
@@ -15,6 +16,26 @@ from components.bundle.paths import PATHS
 from components.bundle.render import render
 from components.bundle.secrets import PLACEHOLDER_AUTHORIZED_KEY, Secrets
 from components.config import ConfigError, Node, Settings
+
+
+@dataclass(frozen=True)
+class ReleaseTiming:
+    """How long a release may take, in one place: the notify script's bounds and the keepalived
+    unit's stop timeout, which must outlast them (or systemd kills the release half-way)."""
+
+    lock_wait: int = 60
+    """Seconds a notify call waits for an earlier one."""
+    umount_tries: int = 5
+    umount_timeout: int = 20
+    """Seconds one umount may block (unreachable storage) before it is given up, never lazy."""
+
+    @property
+    def stop_timeout(self) -> int:
+        # each try: fuser, umount, 1 s pause; then 30 s to spare
+        return self.lock_wait + self.umount_tries * (self.umount_timeout + 3) + 30
+
+
+RELEASE_TIMING = ReleaseTiming()
 
 
 def authorized_keys(s: Settings, root: Path, *, required: bool = False) -> tuple[str, ...]:
@@ -41,7 +62,7 @@ def _text(path: str, content: str, mode: int = 0o644, secret: bool = False) -> B
 
 def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
     dialect = s.keepalived_dialect
-    ctx = {"s": s, "node": node}
+    ctx = {"s": s, "node": node, "timing": RELEASE_TIMING}
     conf = render(
         "keepalived.conf.j2",
         **ctx,
@@ -53,6 +74,7 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
         _text(PATHS.keepalived_conf, conf, 0o600, secret=True),  # holds auth_pass
         _text(PATHS.notify_script, render("keepalivednotify.sh.j2", **ctx), 0o755),
         _text(PATHS.sshd_check, render("repo-cluster-chk-sshd.j2", **ctx), 0o755),
+        _text(PATHS.volume_check, render("repo-cluster-chk-volume.j2", **ctx), 0o755),
         _text(PATHS.unit_file(PATHS.rbd_unit(s.rbd_image)), render("rbd.service.j2", **ctx)),
         _text(PATHS.keepalived_dropin, render("keepalived.service.d.conf.j2", **ctx)),
         _text(PATHS.ceph_conf, render("ceph.conf.j2", **ctx)),

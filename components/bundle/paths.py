@@ -18,6 +18,8 @@ class NodePaths:
     """keepalived's notify script: mounts on MASTER, releases otherwise."""
     sshd_check: str = "/usr/local/bin/repo-cluster-chk-sshd"
     """keepalived's sshd check: does sshd answer on the node's address?"""
+    volume_check: str = "/usr/local/bin/repo-cluster-chk-volume"
+    """keepalived's volume check: a MASTER without the volume mounted fails it."""
     notify_state_dir: str = "/run/keepalivednotify"
     """The notify script's lock and state journal (tmpfs: gone at boot)."""
     keepalived_conf: str = "/etc/keepalived/keepalived.conf"
@@ -36,6 +38,11 @@ class NodePaths:
     def keepalived_dropin(self) -> str:
         """Drop-in for the packaged unit: needs the rbd unit, releases the volume on stop."""
         return f"{self.unit_dir}/{self.keepalived_unit}.d/10-repo-cluster.conf"
+
+    @property
+    def check_scripts(self) -> tuple[str, ...]:
+        """The scripts keepalived.conf names in vrrp_script blocks."""
+        return (self.sshd_check, self.volume_check)
 
     def host_key(self, key_type: str) -> str:
         """The private host key of ``key_type`` (rsa, ecdsa, ed25519); ``.pub`` beside it."""

@@ -254,6 +254,8 @@ def _teardown(lab: Lab, say: Say) -> None:
     _rmdir_if_empty(labnet.RUNTIME_ROOT)
     for made in lab.made_paths():
         if made.is_dir():
+            # the notify script makes each node's bare mount point immutable
+            labnet.run(["chattr", "-R", "-f", "-i", str(made)], check=False)
             shutil.rmtree(made, ignore_errors=True)
         else:
             made.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from components.bundle import PATHS, Bundle
+from components.bundle.build import RELEASE_TIMING
 from components.bundle.hostkeys import KEY_TYPES
 from tests.render.renderkit import VARIANT_IDS, run
 
@@ -207,6 +208,7 @@ def test_keepalived_drop_in_facts(renders) -> None:
                 "[Service]",
                 "ExecStop=",  # clears the packaged unit's list
                 f"ExecStop={PATHS.notify_script} INSTANCE {r.settings.vrrp_instance} STOP",
+                f"TimeoutStopSec={RELEASE_TIMING.stop_timeout}",
             ]
             conf = bundle.file("/etc/keepalived/keepalived.conf").content.decode()
             assert f"vrrp_instance {r.settings.vrrp_instance} {{" in conf.splitlines()

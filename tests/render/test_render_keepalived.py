@@ -43,10 +43,11 @@ def config_test(netns: Callable[[str], str], ifname: str, conf: str, tmp: Path) 
     that; the script's content is tested on its own)."""
     path = tmp / "keepalived.conf"
     path.write_text(conf, encoding="utf-8")
-    check = PATHS.sshd_check
+    stubs = " && ".join(
+        f"printf '#!/bin/sh\\nexit 0\\n' > {c} && chmod 0755 {c}" for c in PATHS.check_scripts
+    )
     setup = (
-        f"mount -t tmpfs -o mode=0755 tmpfs {Path(check).parent} && "
-        f"printf '#!/bin/sh\\nexit 0\\n' > {check} && chmod 0755 {check} && "
+        f"mount -t tmpfs -o mode=0755 tmpfs {Path(PATHS.sshd_check).parent} && {stubs} && "
         f"exec keepalived -t -l -f {path}"
     )
     r = run("ip", "netns", "exec", netns(ifname), "unshare", "--mount", "sh", "-c", setup)

@@ -45,10 +45,12 @@ def test_sshd_check_is_shellcheck_clean_and_asks_the_node_itself(vid, renders, t
         assert f.mode == 0o755 and f.content.startswith(b"#!/bin/bash\n")
         ip = str(renders[vid].settings.node(node).ip)
         assert f"/dev/tcp/{ip}/22".encode() in f.content
-        path = tmp_path / f"{node}-chk.sh"
-        path.write_bytes(f.content)
-        r = run("shellcheck", "--shell=bash", "--severity=style", str(path))
-        assert r.returncode == 0, r.stdout
+        for script in PATHS.check_scripts:
+            path = tmp_path / f"{node}-{Path(script).name}"
+            path.write_bytes(bundle.file(script).content)
+            assert bundle.file(script).mode == 0o755
+            r = run("shellcheck", "--shell=bash", "--severity=style", str(path))
+            assert r.returncode == 0, r.stdout
 
 
 def test_sshd_check_fails_without_an_ssh_banner(tmp_path) -> None:
@@ -180,7 +182,13 @@ def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> It
     script = tmp_path / "keepalivednotify.sh"
     script.write_bytes(bundle.file(PATHS.notify_script).content)
     script.chmod(0o755)
-    yield Notify(script, tmp_path / "state", mount_point, xfs_volume, namespaces["vip"])
+    check_script = tmp_path / "chk-volume.sh"
+    check_script.write_bytes(bundle.file(PATHS.volume_check).content)
+    check_script.chmod(0o755)
+    try:
+        yield Notify(script, tmp_path / "state", mount_point, xfs_volume, namespaces["vip"])
+    finally:
+        run("chattr", "-i", str(mount_point))  # the bare mount point is immutable by design
 
 
 def check(r: subprocess.CompletedProcess[str]) -> None:
@@ -371,3 +379,33 @@ def test_something_else_mounted_there_is_left_alone(notify: Notify, tmp_path: Pa
     )
     assert r.returncode == 0, f"step exit {r.returncode}: {r.stdout}{r.stderr}"
     assert (other / "held.log").exists()
+
+
+def test_the_bare_mount_point_takes_no_write(notify: Notify) -> None:
+    """Unmounted, the mount point is immutable: a backup written there fails at once instead of
+    filling the system disk; mounted, the volume takes writes as ever."""
+    check(notify.call("MASTER"))
+    (notify.mount_point / "on-the-volume").write_text("ok\n")
+    check(notify.call("BACKUP"))
+    assert notify.source() is None
+    with pytest.raises(PermissionError):
+        (notify.mount_point / "lost-backup.vbk").write_text("would land on the system disk\n")
+    check(notify.call("MASTER"))
+    assert (notify.mount_point / "on-the-volume").read_text() == "ok\n"
+    (notify.mount_point / "job.vbk").write_text("backup\n")
+
+
+def test_volume_check_fails_only_for_a_master_without_the_volume(notify: Notify) -> None:
+    chk = notify.script.with_name("chk-volume.sh")
+
+    def volume_check(netns: str) -> int:
+        argv = ["nsenter", f"--net=/run/netns/{netns}", "--", str(chk)]
+        return run(*argv, env=notify.env()).returncode
+
+    bare = notify.netns.replace("-vip", "-bare")
+    assert volume_check(bare) == 0  # no VIP here: not the MASTER, nothing to check
+    assert volume_check(notify.netns) != 0  # the VIP, no volume: leave MASTER
+    check(notify.call("MASTER"))
+    assert volume_check(notify.netns) == 0
+    check(notify.call("STOP"))
+    assert volume_check(notify.netns) != 0
