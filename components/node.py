@@ -105,7 +105,8 @@ class RepoNodeArgs:
     network_id: str
     """Port group of the single NIC."""
     user_data: pulumi.Input[str]
-    """cloud-init user-data (secret: it carries the host private keys)."""
+    """cloud-init user-data: no secret file, only the node's one-time host key (still kept
+    secret in the state: it is worthless only once the node is converged)."""
     meta_data: pulumi.Input[str]
     """cloud-init meta-data."""
     stack_id: str

@@ -7,6 +7,14 @@ when any of them changes, so a new bundle digest converges the node again; ``del
 keepalived and unmounts the volume (best effort, bounded, never a lazy unmount) before the VM
 goes away.
 
+Host keys (components/converge/trust.py): on create, and on an update whose ``vm_id``
+changed (a replaced VM), the node is a new VM: the stack's record forgets what was seen at
+its address and the converge also trusts the node's one-time host key
+(components/one_time_host_key.py), the key it was born with. Any other update trusts only the
+shared keys (plus, with ``trust_first_contact``, what the record allows). The secret files go
+only to a node proven by one of those keys, or on a lab stack (``first_contact_secrets``) to
+one trusted on first contact.
+
 The provider does its SSH work through a :class:`Runner`; tests hand it a fake one.
 """
 
@@ -55,8 +63,9 @@ def wait_for_ssh(host: str, port: int = 22, timeout: float = BOOT_TIMEOUT) -> No
 
 
 class Runner(Protocol):
-    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
-        """Converge the node; return the RESULTS outputs, raise naming node and step."""
+    def converge(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
+        """Converge the node (``new_vm``: a VM not converged yet, born with its one-time
+        key); return the RESULTS outputs, raise naming node and step."""
         ...
 
     def release(self, props: dict[str, Any]) -> None:
@@ -80,21 +89,30 @@ def release_command() -> str:
 class SshRunner:
     """The real thing: converge over SSH (components.converge) with strict host keys."""
 
-    def _target(self, props: dict[str, Any], first_contact: bool) -> Any:
+    def _target(self, props: dict[str, Any], first_contact: bool, new_vm: bool = False) -> Any:
         from components.converge.ssh import Access
 
+        one_time = props.get("one_time_host_key")
         access = Access(
             user=str(props["ssh_user"]),
             key_file=str(props["key_file"]),
             known_keys=tuple(props["known_host_keys"]),
             trust_first_contact=first_contact,
+            one_time_keys=((str(props["node"]), str(one_time)),) if new_vm and one_time else (),
+            record=str(props["record"]) if props.get("record") else None,
+            first_contact_secrets=bool(props.get("first_contact_secrets")),
         )
         return access.target(str(props["node"]), str(props["ip"]))
 
-    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+    def converge(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
+        from pathlib import Path
+
+        from components.converge import trust
         from components.converge.node import converge_one
 
-        target = self._target(props, bool(props["trust_first_contact"]))
+        target = self._target(props, bool(props["trust_first_contact"]), new_vm)
+        if new_vm and target.record:  # a new machine: nothing was seen of it yet
+            trust.SeenNodes(Path(target.record)).forget(target.name)
         wait_for_ssh(target.host)
         result = converge_one(target, bundle_from_json(str(props["bundle"])), log=_log)
         if result.error:
@@ -144,15 +162,15 @@ class NodeConvergeProvider(ResourceProvider):
         changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
-    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+    def _apply(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
         inputs = {k: v for k, v in props.items() if k not in RESULTS and k != "__provider"}
-        return {**inputs, **self._runner().converge(inputs)}
+        return {**inputs, **self._runner().converge(inputs, new_vm)}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(id_=f"{props['node']}-converge", outs=self._apply(props))
+        return CreateResult(id_=f"{props['node']}-converge", outs=self._apply(props, True))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._apply(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._apply(news, olds.get("vm_id") != news.get("vm_id")))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._runner().release(props)
@@ -178,7 +196,13 @@ class NodeConvergeArgs:
     known_host_keys: pulumi.Input[list[str]]
     """The shared host public keys: the only keys trusted."""
     trust_first_contact: bool
-    """Accept (and report) a node's own key once when it lacks the shared one."""
+    """Accept (and report) the key of a node never seen before (see converge/trust.py)."""
+    one_time_host_key: pulumi.Input[str] | None = None
+    """The node's one-time host public key: trusted while its VM is new."""
+    record: str | None = None
+    """The stack's record of seen host keys (trust.record_path); None: no record."""
+    first_contact_secrets: bool = False
+    """A lab stack: a node trusted on first contact may get the secret files."""
 
 
 class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
@@ -202,6 +226,9 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
             "key_file": args.key_file,
             "known_host_keys": args.known_host_keys,
             "trust_first_contact": args.trust_first_contact,
+            "one_time_host_key": args.one_time_host_key,
+            "record": args.record,
+            "first_contact_secrets": args.first_contact_secrets,
             **dict.fromkeys(RESULTS),
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle"])

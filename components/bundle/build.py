@@ -1,7 +1,9 @@
 """Rendering a node's bundle: every file, package and service it carries, from Settings.
 
-One bundle per node feeds both cloud-init (first boot, :mod:`components.bundle.cloudinit`)
-and Fabric (every converge), so the two can never disagree. Rendering is deterministic: the
+One bundle per node feeds both cloud-init (first boot, :mod:`components.bundle.cloudinit`:
+its non-secret files only, the node's one-time host key, no service started) and Fabric
+(every converge: every file, the secret ones once the node's host key is proven), so the two
+can never disagree. Rendering is deterministic: the
 same inputs give byte-identical files and the same :attr:`Bundle.digest`.
 """
 
@@ -101,9 +103,8 @@ def render_node(s: Settings, node: Node, secrets: Secrets, authorized: tuple[str
     services = (PATHS.rbd_unit(s.rbd_image), PATHS.keepalived_unit)
     # first boot installs as a converge does on a node that has none of the packages
     install = tuple(packages.install_commands(s.os_family, sources, pkgs))
-    user_data = cloudinit.user_data(
-        s, node, files, secrets.host_keys, authorized, install, services
-    )
+    one_time = secrets.one_time_key(node.name)
+    user_data = cloudinit.user_data(s, node, files, one_time, authorized, install)
     return Bundle(
         node=node,
         os_family=s.os_family,

@@ -1,10 +1,20 @@
-"""cloud-init documents for a node's first boot, built from its bundle.
+"""cloud-init documents for a node's first boot, built from its bundle: no secret in them.
 
-The documents are templates in ``cloud-init/`` that read like what the VM boots with.
-``write_files`` carries every bundle file except the SSH host keys, base64-encoded so the
-bytes on the node are exactly the bundle's; the host keys go through ``ssh_keys``, which
-replaces the keys the template generated. Every string value is rendered as a quoted YAML
-scalar (``yamlstr``), so no value can change the document's structure.
+The user-data travels in the VM's extraConfig (guestinfo), which anyone who can read the VM
+in vCenter, its .vmx, a backup or a clone can read. So it carries only what needs no secret:
+host name, network (meta-data), package sources and packages, the operator's public keys and
+every bundle file not marked secret (``write_files``, base64 so the bytes on the node are the
+bundle's). The secret files (shared host private keys, Ceph keyring, keepalived.conf with the
+VRRP auth_pass) arrive over SSH with the first converge (components/converge/node.py).
+
+The one value in it that is a private key is the node's *one-time* host key (``ssh_keys``,
+which replaces the template's keys): the key the first converge trusts the new VM by
+(components/converge/trust.py), replaced by the shared keys at that converge and worthless
+from then on. The shared host key files (public halves too: they would not match the one-time
+key beside them) are the converge's as well. First boot installs packages and writes files
+but starts no service: keepalived and the rbd unit need their secret files; the converge
+enables and starts them. Every string value is rendered as a quoted YAML scalar
+(``yamlstr``), so no value can change the document's structure.
 """
 
 from __future__ import annotations
@@ -36,33 +46,35 @@ def host_key_paths(keys: Iterable[HostKey]) -> set[str]:
     return paths
 
 
+def first_boot_files(files: Iterable[BundleFile]) -> list[BundleFile]:
+    """The bundle files user-data writes: no secret, no host key file (see the module doc)."""
+    return [f for f in files if not f.secret and not PATHS.is_host_key(f.path)]
+
+
 def user_data(
     s: Settings,
     node: Node,
     files: tuple[BundleFile, ...],
-    host_keys: tuple[HostKey, ...],
+    one_time_key: HostKey,
     authorized: tuple[str, ...],
     install: tuple[str, ...],
-    services: tuple[str, ...],
 ) -> str:
     """``install``: the shell commands that set up the package sources and install the
-    bundle's packages, the very ones a converge runs on a node that lacks them all."""
-    skip = host_key_paths(host_keys)
+    bundle's packages, the very ones a converge runs on a node that lacks them all;
+    ``one_time_key``: the node's one-time host key (ed25519)."""
     write = [
         _WriteFile(f.path, base64.b64encode(f.content).decode(), f.owner, f.group, f.mode)
-        for f in files
-        if f.path not in skip
+        for f in first_boot_files(files)
     ]
     return render(
         "user-data.j2",
         s=s,
         node=node,
         fqdn=node.fqdn(s.domain),
-        host_keys=host_keys,
+        one_time_key=one_time_key,
         authorized=authorized,
         files=write,
         install=install,
-        services=services,
     )
 
 

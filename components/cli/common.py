@@ -3,7 +3,10 @@ and secrets from wherever they are."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from invoke.exceptions import Exit
 
@@ -31,6 +34,35 @@ class Loaded:
     secrets: Secrets
     tsig_secret: str | None = field(repr=False)
     source: str
+    one_time_keys: tuple[tuple[str, str], ...] = ()
+    """(node, one-time host public key) of the nodes the state has not converged yet."""
+
+
+ONE_TIME_TYPE = "pulumi-python:dynamic/repo-cluster:OneTimeHostKey"
+CONVERGE_TYPE = "pulumi-python:dynamic/repo-cluster:NodeConverge"
+
+
+def one_time_keys(export: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The one-time host public keys in a state export, of the nodes no NodeConverge of the
+    state has converged (a converged node no longer serves it: trusting it would only help
+    whoever read it from the VM's guestinfo)."""
+    resources = (export.get("deployment") or {}).get("resources") or []
+    converged = {
+        (r.get("outputs") or {}).get("node") for r in resources if r.get("type") == CONVERGE_TYPE
+    }
+    keys = []
+    for r in resources:
+        out = r.get("outputs") or {}
+        mine = r.get("type") == ONE_TIME_TYPE and out.get("node") not in converged
+        if mine and isinstance(out.get("public_key"), str):
+            keys.append((str(out["node"]), out["public_key"]))
+    return tuple(sorted(keys))
+
+
+def _state_one_time_keys(stack: str, where: Path, env: Mapping[str, str] | None) -> Any:
+    """Read without --show-secrets: the public halves are plain in the state."""
+    export = stack_state._pulumi_json(["stack", "export", "--stack", stack], where, env)
+    return one_time_keys(export or {})
 
 
 def _lab_stack(stack: str) -> Settings | None:
@@ -42,10 +74,14 @@ def _lab_stack(stack: str) -> Settings | None:
     return None if outside_test_net(s) else s
 
 
-def load_stack(stack: str, task: str, lab_secrets: bool = False) -> Loaded:
+def load_stack(
+    stack: str, task: str, lab_secrets: bool = False, *, one_time: bool = False
+) -> Loaded:
     """Settings and secrets of ``stack``: from its Pulumi state; for a lab stack, from the
     lab's Pulumi state when ``make lab`` deployed it, else (or with ``lab_secrets``) from the
-    lab's own secrets. Exit 2 naming the problem."""
+    lab's own secrets. ``one_time``: also the one-time host public keys of the nodes the
+    state has not converged (a second, secret-free ``pulumi stack export``). Exit 2 naming
+    the problem."""
     try:
         lab = _lab_stack(stack)
         if lab_secrets or (lab is not None and not deploy.deployed(stack)):
@@ -62,7 +98,8 @@ def load_stack(stack: str, task: str, lab_secrets: bool = False) -> Loaded:
         else:
             where, env, source = PROJECT_ROOT, None, "the stack's Pulumi state"
         s, host_keys, auth_pass = stack_state.load(stack, where, env)
+        keys = _state_one_time_keys(stack, where, env) if one_time else ()
     except (stack_state.StackStateError, labsecrets.LabSecretsError, ConfigError, OSError) as e:
         raise Exit(f"{task}: {e}", code=2) from None
     secrets = Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
-    return Loaded(s, secrets, s.dns_tsig_secret.value, source)
+    return Loaded(s, secrets, s.dns_tsig_secret.value, source, keys)

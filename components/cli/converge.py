@@ -14,7 +14,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from components.bundle import Secrets, authorized_keys, render_cluster
-from components.cli.common import load_stack, require
+from components.cli.common import Loaded, load_stack, require
 from components.cli.dns import describe
 from components.config import PROJECT_ROOT, Settings
 from components.converge import fleet
@@ -25,14 +25,29 @@ from components.dns.stack import stack_record
 ROOT = PROJECT_ROOT
 
 
-def access_for(s: Settings, secrets: Secrets, trust_first_contact: bool) -> Access:
-    return Access.for_stack(s, ROOT, secrets.public_host_keys, trust_first_contact)
+def access_for(
+    s: Settings,
+    secrets: Secrets,
+    trust_first_contact: bool,
+    stack: str | None = None,
+    one_time_keys: tuple[tuple[str, str], ...] = (),
+) -> Access:
+    """``stack``: record the host keys seen (components/converge/trust.py);
+    ``one_time_keys``: the nodes' one-time host keys the state holds (not yet converged)."""
+    return Access.for_stack(
+        s,
+        ROOT,
+        secrets.public_host_keys,
+        trust_first_contact,
+        stack=stack,
+        one_time_keys=one_time_keys,
+    )
 
 
-def _load(stack: str, task_name: str, lab_secrets: bool) -> tuple[Settings, Secrets]:
-    loaded = load_stack(stack, task_name, lab_secrets)
+def _load(stack: str, task_name: str, lab_secrets: bool) -> Loaded:
+    loaded = load_stack(stack, task_name, lab_secrets, one_time=True)
     _stderr(f"{task_name}: secrets from {loaded.source}")
-    return loaded.settings, loaded.secrets
+    return loaded
 
 
 _LAB_SECRETS_HELP = (
@@ -74,8 +89,10 @@ def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
     help={
         "stack": "Stack name (its deployed state holds the shared host keys).",
         "json": "Print one JSON object instead of the summary.",
-        "trust-first-contact": "Accept, once, the own host key of a node that lacks the shared "
-        "one (a fresh lab node, a server being adopted); its fingerprint is printed.",
+        "trust-first-contact": "Accept the own host key of a node never seen before (a fresh lab "
+        "node, a server being adopted); its fingerprint is printed and recorded (.lab/<stack>/"
+        "first-contact.json, else ~/.local/state/repo-cluster/<stack>/). A node seen before "
+        "with another key is refused; outside a lab stack such a node gets no secret file.",
         "lab-secrets": _LAB_SECRETS_HELP,
     },
 )
@@ -88,14 +105,14 @@ def converge(
 ) -> None:
     """Make every node match its bundle, in parallel; exit non-zero if any node fails."""
     require("converge", stack=stack)
-    s, secrets = _load(stack, "converge", lab_secrets)
+    loaded = _load(stack, "converge", lab_secrets)
+    s, secrets = loaded.settings, loaded.secrets
     if secrets.placeholders:
         _stderr(f"converge: placeholders in the bundles: {', '.join(secrets.placeholders)}")
     bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
     report = _stderr if json else print
-    outcome = fleet.converge_stack(
-        s, bundles, access_for(s, secrets, trust_first_contact), report=report
-    )
+    access = access_for(s, secrets, trust_first_contact, stack, loaded.one_time_keys)
+    outcome = fleet.converge_stack(s, bundles, access, report=report)
     if json:
         print(_json.dumps(outcome.as_dict(), indent=2))
     else:

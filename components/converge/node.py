@@ -1,9 +1,14 @@
 """Converge one node to its bundle over a fabric Connection, idempotently.
 
 Steps, in order (each gathers facts, asks :mod:`components.operations` what to do, does only
-that, and records it): cloud-init, os, packages, files, sysctl, units, sshd, keepalived.
-A failing step ends the node's converge with an error naming the node and the step; the
-:class:`NodeResult` says what changed before that.
+that, and records it): cloud-init, os, sources, packages, files, secrets, sysctl, units, sshd,
+keepalived. A failing step ends the node's converge with an error naming the node and the
+step; the :class:`NodeResult` says what changed before that.
+
+The files marked secret (host private keys, keyring, keepalived.conf) go in the ``secrets``
+step only, after every other file, and only to a node whose host key was proven (shared or
+its one-time key) or, on a lab stack, trusted on first contact: see
+:func:`components.converge.trust.secrets_refusal`. Any other node fails at ``secrets``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fabric import Connection
 from components.bundle import PATHS, Bundle, packages
 from components.converge import facts, operations
 from components.converge import ssh as sshconn
+from components.converge.trust import Verified, secrets_refusal
 
 CLOUD_INIT_TIMEOUT = 900.0
 COMMAND_TIMEOUT = 300.0
@@ -42,6 +48,8 @@ class NodeResult:
     """``<node>: <step>: <message>`` when the converge stopped early."""
     first_contact_fingerprint: str | None = None
     """The node's own host key, accepted on first contact (None: it had the shared key)."""
+    verified: str | None = None
+    """How the first connection's host key was trusted (:class:`Verified` value)."""
 
     @property
     def count(self) -> int:
@@ -105,17 +113,31 @@ def presents(c: Connection, public_keys: tuple[str, ...]) -> bool:
     return any(sshconn.parse_public_key(k) == key for k in public_keys)
 
 
+def check_secrets_allowed(
+    c: Connection, bundle: Bundle, verified: Verified | None, first_contact_secrets: bool
+) -> None:
+    """StepError unless the host behind ``c`` may get the secret files."""
+    key = c.client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+    how = verified or (Verified.SHARED if presents(c, shared_public_keys(bundle)) else None)
+    refusal = secrets_refusal(how, key.fingerprint, first_contact_secrets)
+    if refusal:
+        raise StepError("secrets", refusal)
+
+
 def converge_node(
     c: Connection,
     bundle: Bundle,
     *,
     gate: StartGate | None = None,
+    verified: Verified | None = None,
+    first_contact_secrets: bool = False,
     cloud_init_timeout: float = CLOUD_INIT_TIMEOUT,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> NodeResult:
-    """Make the node behind ``c`` match ``bundle``; never raises for a node-side failure."""
+    """Make the node behind ``c`` match ``bundle``; never raises for a node-side failure.
+    ``verified``: how ``c``'s host key was trusted (None: it must present a shared key)."""
     name = bundle.node.name
-    result = NodeResult(name)
+    result = NodeResult(name, verified=verified.value if verified else None)
 
     def apply(step: str, commands: list[str], timeout: float = COMMAND_TIMEOUT) -> None:
         for cmd in commands:
@@ -165,7 +187,14 @@ def converge_node(
         )
 
         step = "files"
-        write(step, [ch for ch in changes if not operations.is_package_source(ch.file.path)])
+        plain = [ch for ch in changes if not ch.file.secret]
+        write(step, [ch for ch in plain if not operations.is_package_source(ch.file.path)])
+
+        step = "secrets"  # only to a host that proved who it is (see the module doc)
+        secret = [ch for ch in changes if ch.file.secret]
+        if secret:
+            check_secrets_allowed(c, bundle, verified, first_contact_secrets)
+        write(step, secret)
         changed = list(result.changed)
 
         step = "sysctl"
@@ -247,14 +276,19 @@ def converge_one(
         log(message)
 
     try:
-        c = sshconn.connect(target, report)
+        c, verified = sshconn.connect_verified(target, report)
     except sshconn.HostKeyError as e:
         error = f"{name}: connect: {e}"
     except (OSError, paramiko.SSHException) as e:
         error = f"{name}: connect: {target.host}:22 unreachable ({e})"
     else:
         try:
-            result = converge_node(c, bundle, gate=gate, log=log)
+            lab = target.first_contact_secrets
+            result = converge_node(
+                c, bundle, gate=gate, verified=verified, first_contact_secrets=lab, log=log
+            )
+            if result.error is None:
+                sshconn.remember(target, c)  # converged: it serves the shared key now
         finally:
             c.close()
         result.first_contact_fingerprint = accepted[0] if accepted else None

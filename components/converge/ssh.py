@@ -1,13 +1,16 @@
 """SSH connections to repo nodes with strict host-key checking.
 
-Every node and the VIP present the same shared host keys (the bundle installs them), so the
-only keys a connection trusts are those shared public keys: paramiko's ``RejectPolicy``, no
-``~/.ssh/known_hosts``, no ``~/.ssh/config``, no agent.
+Every node and the VIP present the same shared host keys (the converge installs them), so the
+only keys a strict connection trusts are those shared public keys: paramiko's
+``RejectPolicy``, no ``~/.ssh/known_hosts``, no ``~/.ssh/config``, no agent.
 
-A node that does not present the shared key yet (a lab node born with its own keys, an existing
-server being adopted) is refused unless ``trust_first_contact`` is set; then the key it presents
-is accepted for that one connection and its fingerprint is reported. Once the converge has
-installed the shared keys and restarted sshd, :func:`reconnect_strict` drops that key again.
+A converge connection (:func:`connect_verified`) may also trust, as
+:mod:`components.converge.trust` decides and records per stack: the node's one-time host key
+(a new VM, born with it from its guestinfo: proven, it is a key this program made), or, with
+``trust_first_contact``, the key of a node never seen before (reported with its fingerprint,
+recorded; a changed key is always refused). One key is decided on the very connection that is
+then used: there is no second connection accepting whatever it is shown. Once the converge has
+installed the shared keys and restarted sshd, :func:`reconnect_strict` trusts only them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import paramiko
 from fabric import Config, Connection
 
 from components.config import Settings
+from components.converge import trust
+from components.converge.trust import Verified
 
 # Failures reach the caller as exceptions naming the node; paramiko's transport thread would
 # also print each one as a traceback on stderr.
@@ -50,9 +55,16 @@ class Target:
     known_keys: tuple[str, ...]
     """Trusted host public keys, OpenSSH lines ``type base64 [comment]``."""
     trust_first_contact: bool = False
-    """Accept (and report) the node's own key when it lacks the shared one."""
+    """Accept (and report) the key of a node never seen before (see the module doc)."""
     connect_timeout: float = 10.0
     """Seconds for TCP connect, banner and authentication each."""
+    one_time_key: str | None = None
+    """The node's one-time host public key, trusted until the node is converged."""
+    record: str | None = None
+    """The stack's record of seen keys (:class:`trust.SeenNodes`); None: no record."""
+    first_contact_secrets: bool = False
+    """A host trusted on first contact only may get the secret files (lab stacks)."""
+    port: int = 22
 
 
 @dataclass(frozen=True)
@@ -66,12 +78,34 @@ class Access:
     """The shared host public keys."""
     trust_first_contact: bool = False
     connect_timeout: float = 10.0
+    one_time_keys: tuple[tuple[str, str], ...] = ()
+    """(node name, one-time host public key) of the nodes that have one."""
+    record: str | None = None
+    first_contact_secrets: bool = False
 
     @classmethod
     def for_stack(
-        cls, s: Settings, root: Path, known_keys: tuple[str, ...], trust_first_contact: bool
+        cls,
+        s: Settings,
+        root: Path,
+        known_keys: tuple[str, ...],
+        trust_first_contact: bool,
+        *,
+        stack: str | None = None,
+        one_time_keys: tuple[tuple[str, str], ...] = (),
     ) -> Access:
-        return cls(s.ssh_user, str(s.ssh_key_path(root)), known_keys, trust_first_contact)
+        """``stack``: keep its record of seen keys (:func:`trust.record_path`). Secrets go to
+        a host trusted on first contact only on a lab stack (198.18.0.0/15), whose nodes are
+        born with their own random keys; elsewhere only to a proven host."""
+        return cls(
+            s.ssh_user,
+            str(s.ssh_key_path(root)),
+            known_keys,
+            trust_first_contact,
+            one_time_keys=one_time_keys,
+            record=str(trust.record_path(s, stack, root)) if stack else None,
+            first_contact_secrets=s.is_test_net,
+        )
 
     def target(self, name: str, host: str, *, strict: bool = False) -> Target:
         """``strict``: never trust first contact (status, release)."""
@@ -83,6 +117,9 @@ class Access:
             known_keys=self.known_keys,
             trust_first_contact=self.trust_first_contact and not strict,
             connect_timeout=self.connect_timeout,
+            one_time_key=None if strict else dict(self.one_time_keys).get(name),
+            record=None if strict else self.record,
+            first_contact_secrets=self.first_contact_secrets,
         )
 
 
@@ -122,23 +159,43 @@ class _Reject(paramiko.RejectPolicy):
         )
 
 
-class _FirstContact(paramiko.MissingHostKeyPolicy):
-    """Accept the key presented on this one connection and remember its fingerprint."""
+def fingerprint(line: str) -> str:
+    return parse_public_key(line).fingerprint
 
-    def __init__(self) -> None:
+
+class _Verify(paramiko.MissingHostKeyPolicy):
+    """Decide the one key this connection is shown (:func:`trust.decide`); refuse the rest."""
+
+    def __init__(self, t: Target, seen: trust.Seen | None) -> None:
+        self.t, self.seen = t, seen
+        self.shared = {fingerprint(k) for k in t.known_keys}
+        self.one_time = fingerprint(t.one_time_key) if t.one_time_key else None
+        self.verified: Verified | None = None
         self.fingerprint: str | None = None
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
+        try:
+            how = trust.decide(
+                self.t.name,
+                key.fingerprint,
+                shared=self.shared,
+                one_time=self.one_time,
+                seen=self.seen,
+                trust_first_contact=self.t.trust_first_contact,
+            )
+        except trust.Refused as e:
+            raise HostKeyError(f"{self.t.name} ({hostname}) {e}") from None
         client.get_host_keys().add(hostname, key.get_name(), key)
-        self.fingerprint = key.fingerprint
+        self.verified, self.fingerprint = how, key.fingerprint
 
 
 def pin(c: Connection, public_keys: Iterable[str], name: str) -> None:
     """Make ``c`` trust exactly ``public_keys`` for its host, and nothing unknown."""
     client = paramiko.SSHClient()
-    client.get_host_keys().update(host_keys([c.host], public_keys))
+    names = [c.host] if c.port == 22 else [f"[{c.host}]:{c.port}"]
+    client.get_host_keys().update(host_keys(names, public_keys))
     client.set_missing_host_key_policy(_Reject(name))
     c.client = client
 
@@ -149,7 +206,7 @@ def connection(t: Target) -> Connection:
     return Connection(
         t.host,
         user=t.user,
-        port=22,
+        port=t.port,
         config=config,
         connect_timeout=int(t.connect_timeout),
         connect_kwargs={
@@ -173,26 +230,50 @@ def _open(c: Connection) -> None:
 
 
 def connect(t: Target, report: Callable[[str], None] = print) -> Connection:
-    """An open Connection verifying the shared host key; see the module doc for first contact."""
+    """An open Connection verifying the node's host key; see the module doc."""
+    return connect_verified(t, report)[0]
+
+
+def connect_verified(
+    t: Target, report: Callable[[str], None] = print
+) -> tuple[Connection, Verified]:
+    """An open Connection and how its host key was trusted (:class:`trust.Verified`); the
+    stack's record (``t.record``) remembers the key. :class:`HostKeyError` when refused."""
     c = connection(t)
-    pin(c, t.known_keys, t.name)
-    try:
-        _open(c)
-        return c
-    except (paramiko.BadHostKeyException, HostKeyError) as e:
-        if not t.trust_first_contact:
-            if isinstance(e, HostKeyError):
-                raise
+    if not t.trust_first_contact and t.one_time_key is None:
+        pin(c, t.known_keys, t.name)
+        try:
+            _open(c)
+        except paramiko.BadHostKeyException as e:
             raise HostKeyError(
                 f"{t.name} ({t.host}) presented host key {e.key.fingerprint}, not the shared "
-                "host key: refused (a node without it needs --trust-first-contact)"
+                f"host key {e.expected_key.fingerprint}: refused (a node without it needs "
+                "--trust-first-contact)"
             ) from None
-    c = connection(t)
-    policy = _FirstContact()
+        remember(t, c)
+        return c, Verified.SHARED
+    record = trust.SeenNodes(Path(t.record)) if t.record else None
+    policy = _Verify(t, record.get(t.name) if record else None)
+    c.client = paramiko.SSHClient()  # an empty table: the policy decides every key
     c.client.set_missing_host_key_policy(policy)
     _open(c)
-    report(f"{t.name} ({t.host}): first contact, trusted host key {policy.fingerprint}")
-    return c
+    assert policy.verified is not None and policy.fingerprint is not None
+    if record is not None:
+        record.remember(t.name, policy.fingerprint, policy.verified)
+    if policy.verified is Verified.FIRST_CONTACT:
+        report(f"{t.name} ({t.host}): first contact, trusted host key {policy.fingerprint}")
+    return c, policy.verified
+
+
+def remember(t: Target, c: Connection) -> None:
+    """Record that the node behind ``c`` serves a shared key, when it does (a converged
+    node: from now on its one-time key is worthless and any other key a changed one)."""
+    transport = c.client.get_transport()
+    if t.record is None or transport is None:
+        return
+    key = transport.get_remote_server_key()
+    if key.fingerprint in {fingerprint(k) for k in t.known_keys}:
+        trust.SeenNodes(Path(t.record)).remember(t.name, key.fingerprint, Verified.SHARED)
 
 
 def reconnect_strict(c: Connection, public_keys: Iterable[str], name: str) -> None:

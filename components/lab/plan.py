@@ -56,6 +56,7 @@ class Lab:
             self.image,
             self.state_file,
             self.dir / SECRETS_FILE,
+            self.dir / "first-contact.json",  # host keys trusted on first contact
             self.dir / "named",
         ]
 

@@ -26,7 +26,6 @@ import base64
 import dataclasses
 import gzip
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from pyVmomi import vim
 
 from components.bundle import Secrets, authorized_keys, render_node
 from components.bundle.hostkeys import HostKey
-from components.bundle.paths import PATHS
 from components.vcenter import preflight
 
 pytestmark = pytest.mark.e2e
@@ -69,13 +67,13 @@ class Vm:
         assert self.extra[f"guestinfo.{key}.encoding"] == "gzip+base64"
         return gzip.decompress(base64.b64decode(self.extra[f"guestinfo.{key}"])).decode()
 
-    def keepalived_priority(self) -> int:
-        """The VRRP priority in the keepalived.conf that user-data writes."""
+    def readable(self) -> list[str]:
+        """Everything a reader of the VM gets from its extraConfig: every value, the decoded
+        documents and every file the user-data writes, decoded."""
+        texts = [*self.extra.values(), self.document("userdata"), self.document("metadata")]
         doc = yaml.safe_load(self.document("userdata"))
-        conf = next(f for f in doc["write_files"] if f["path"] == PATHS.keepalived_conf)
-        text = base64.b64decode(conf["content"]).decode()
-        (priority,) = re.findall(r"^\s*priority\s+(\d+)\s*$", text, re.MULTILINE)
-        return int(priority)
+        texts += [base64.b64decode(w["content"]).decode() for w in doc["write_files"]]
+        return texts
 
 
 def vcsim_vms(vc) -> dict[str, Vm]:
@@ -156,9 +154,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def expected_documents(project) -> dict[str, tuple[str, str]]:
-    """Node -> (user-data, meta-data), rendered as the program does from the stack's settings
-    and the secrets in its state (host keys, generated VRRP auth_pass)."""
+def state_secrets(project) -> Secrets:
+    """The secrets in the stack's state (host keys, generated VRRP auth_pass, the nodes'
+    one-time host keys), resolved as the program does."""
     state = json.loads(project.pulumi("stack", "export", "--show-secrets").stdout)
     resources = _plain(state["deployment"]["resources"])
     (keys,) = [r["outputs"] for r in resources if r["type"].endswith(":HostKeys")]
@@ -169,8 +167,19 @@ def expected_documents(project) -> dict[str, tuple[str, str]]:
             keys["types"], keys["private_keys"], keys["public_keys"], strict=True
         )
     )
-    s = project.settings()
-    secrets = Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth)
+    one_time = {
+        o["node"]: HostKey(o["type"], o["private_key"], o["public_key"])
+        for o in (r["outputs"] for r in resources if r["type"].endswith(":OneTimeHostKey"))
+    }
+    return Secrets.resolve(
+        project.settings(), host_keys=host_keys, vrrp_auth_pass=auth, one_time_keys=one_time
+    )
+
+
+def expected_documents(project) -> dict[str, tuple[str, str]]:
+    """Node -> (user-data, meta-data), rendered as the program does from the stack's settings
+    and the secrets in its state."""
+    s, secrets = project.settings(), state_secrets(project)
     authorized = authorized_keys(s, project.dir, required=True)
     bundles = {n.name: render_node(s, n, secrets, authorized) for n in s.nodes}
     return {name: (b.user_data, b.meta_data) for name, b in bundles.items()}
@@ -222,8 +231,23 @@ def test_up_creates_exactly_the_two_vms(deployed) -> None:
         assert yaml.safe_load(user_data)["hostname"] == node.name
         assert f"\ninstance-id: {node.name}.{s.domain}\n" in meta_data
         assert (user_data, meta_data) == expected[node.name], node.name
-        assert vm.keepalived_priority() == node.priority
         assert outputs["nodes"][node.name]["vm_uuid"] == vm.uuid
+
+
+def test_no_secret_byte_in_any_vm_extra_config(deployed) -> None:
+    """What vCenter, the .vmx, a backup or a clone shows of each VM holds no shared private
+    host key, no keyring, no auth_pass; its one private key is the node's one-time key."""
+    project, vms = deployed.project, vcsim_vms(deployed.vcsim)
+    secrets = state_secrets(project)
+    needles = [secrets.vrrp_auth_pass, secrets.ceph_keyring, "auth_pass", "[client."]
+    needles += [ln for k in secrets.host_keys for ln in k.private.splitlines()[-3:-1]]
+    for node in project.settings().nodes:
+        texts = vms[node.name].readable()
+        for needle in needles:
+            assert not any(needle in text for text in texts), f"{node.name}: {needle[:12]}..."
+        ssh_keys = yaml.safe_load(vms[node.name].document("userdata"))["ssh_keys"]
+        assert ssh_keys["ed25519_private"] == secrets.one_time_key(node.name).private
+        assert set(ssh_keys) == {"ed25519_private", "ed25519_public"}
 
 
 def test_a_second_up_changes_nothing(deployed) -> None:
@@ -256,7 +280,9 @@ def test_after_a_refresh_the_plan_is_empty(deployed) -> None:
     assert code == 0 and changes(plan) == [], changes(plan)
 
 
-def test_a_priority_change_plans_an_in_place_update_of_that_node_only(deployed) -> None:
+def test_a_priority_change_touches_no_vm(deployed) -> None:
+    """The priority lives in keepalived.conf, a secret file the converge brings (converge is
+    off here): no VM and no guestinfo changes."""
     project = deployed.project
     project.config("repo-cluster:nodes[1].priority", "90")
     try:
@@ -264,11 +290,7 @@ def test_a_priority_change_plans_an_in_place_update_of_that_node_only(deployed) 
     finally:
         project.config("repo-cluster:nodes[1].priority", "100")
     assert code == 0, plan
-    assert changes(plan) == [("update", "repo-cluster-repo2-vm")]
-    kinds = diff_kinds(plan, "repo-cluster-repo2-vm")
-    assert kinds.get('extraConfig["guestinfo.userdata"]') == "update", kinds
-    assert all(k == 'extraConfig["guestinfo.userdata"]' or k in CLONE_NOISE for k in kinds), kinds
-    assert not [k for k, kind in kinds.items() if kind.endswith("-replace")], kinds
+    assert changes(plan) == [], changes(plan)
 
 
 def test_a_bigger_disk_plans_in_place_updates(deployed) -> None:
@@ -289,18 +311,21 @@ def test_a_bigger_disk_plans_in_place_updates(deployed) -> None:
         assert all(k == "disks[0].size" or k in CLONE_NOISE for k in kinds), kinds
 
 
-def test_a_priority_change_updates_that_node_in_place(fresh) -> None:
+def test_a_first_boot_change_updates_the_vms_in_place(fresh) -> None:
+    """A change of a file first boot writes (the notify script's mount point) updates each
+    VM's guestinfo in place: same VM, still powered on, the new user-data."""
     before = vcsim_vms(fresh.vcsim)
-    fresh.project.config("repo-cluster:nodes[1].priority", "90")
+    fresh.project.config("repo-cluster:mountPoint", "/srv/veeamrepo")
     up_in_place(fresh.project)
     after = vcsim_vms(fresh.vcsim)
-    assert after["repo1"] == before["repo1"]
-    new, old = after["repo2"], before["repo2"]
-    assert (new.moref, new.uuid, new.power) == (old.moref, old.uuid, "poweredOn")
-    assert (new.cpus, new.memory_mb, new.disks_kb) == (old.cpus, old.memory_mb, old.disks_kb)
-    assert (old.keepalived_priority(), new.keepalived_priority()) == (100, 90)
-    assert new.document("metadata") == old.document("metadata")
-    assert new.document("userdata") == expected_documents(fresh.project)["repo2"][0]
+    expected = expected_documents(fresh.project)
+    for name in NODES:
+        new, old = after[name], before[name]
+        assert (new.moref, new.uuid, new.power) == (old.moref, old.uuid, "poweredOn"), name
+        assert (new.cpus, new.memory_mb, new.disks_kb) == (old.cpus, old.memory_mb, old.disks_kb)
+        assert new.document("metadata") == old.document("metadata")
+        assert new.document("userdata") != old.document("userdata")
+        assert new.document("userdata") == expected[name][0]
     code, plan = preview(fresh.project, "--expect-no-changes")
     assert code == 0 and changes(plan) == [], changes(plan)
 

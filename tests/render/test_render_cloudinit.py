@@ -1,6 +1,7 @@
-"""cloud-init documents: `cloud-init schema` accepts every user-data, every bundle file reaches
-the node byte for byte (write_files, or ssh_keys for the host keys), packages are installed in
-the converge's order, and cloud-init's own VMware datasource and network renderer turn the
+"""cloud-init documents: `cloud-init schema` accepts every user-data, every non-secret bundle
+file reaches the node byte for byte (write_files) and no secret one does, the node is born with
+its one-time host key only (ssh_keys), packages are installed in the converge's order and no
+service is started, and cloud-init's own VMware datasource and network renderer turn the
 meta-data into the customization's static address."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 
 from components.bundle import PATHS, Bundle, render_node
 from components.bundle.cloudinit import host_key_paths
+from components.bundle.hostkeys import HostKey
 from components.bundle.packages import install_commands as install_packages
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, run, variant
 
@@ -44,19 +46,23 @@ def test_schema_check_can_fail(renders, tmp_path) -> None:
     assert run("cloud-init", "schema", "--config-file", str(path)).returncode != 0
 
 
-def assert_delivered(bundle: Bundle) -> None:
+def assert_delivered(bundle: Bundle, one_time: HostKey) -> None:
     doc = yaml.safe_load(bundle.user_data)
     host_keys = {f.path for f in bundle.files} & host_key_paths(
         [type("K", (), {"type": t})() for t in ("ed25519", "ecdsa", "rsa")]
     )
     assert len(host_keys) == 6
+    secret = {f.path for f in bundle.files if f.secret}
+    assert secret >= {PATHS.keepalived_conf, "/etc/ceph/ceph.client.veeamrepo.keyring"}
     written = {w["path"]: w for w in doc["write_files"]}
-    assert set(written) == {f.path for f in bundle.files} - host_keys  # nothing more, or less
+    # nothing more, or less: no secret file, no host key file (the converge brings them)
+    assert set(written) == {f.path for f in bundle.files} - host_keys - secret
+    assert doc["ssh_keys"] == {
+        "ed25519_private": one_time.private,
+        "ed25519_public": one_time.public + "\n",
+    }
     for f in bundle.files:
-        if f.path in host_keys:
-            kind = f.path.removeprefix("/etc/ssh/ssh_host_").removesuffix(".pub")
-            kind = kind.replace("_key", "_public" if f.path.endswith(".pub") else "_private")
-            assert doc["ssh_keys"][kind].encode() == f.content, f.path
+        if f.path in host_keys or f.secret:
             continue
         w = written[f.path]
         assert w["encoding"] == "b64"
@@ -68,7 +74,7 @@ def assert_delivered(bundle: Bundle) -> None:
 def test_every_file_is_in_user_data_byte_identical(vid, renders) -> None:
     r = renders[vid]
     for bundle in r.bundles.values():
-        assert_delivered(bundle)
+        assert_delivered(bundle, r.secrets.one_time_key(bundle.node.name))
         doc = yaml.safe_load(bundle.user_data)
         node = bundle.node
         assert doc["hostname"] == node.name
@@ -83,14 +89,13 @@ def test_every_file_is_in_user_data_byte_identical(vid, renders) -> None:
         assert "packages" not in doc and "package_update" not in doc
         install = install_packages(r.os_family, bundle.package_sources, bundle.packages)
         runcmd = doc["runcmd"]
+        # no service enabled or started: keepalived and the rbd unit need the secret files,
+        # which only the converge brings (it enables and starts them)
         assert runcmd == [
             *install,
             ["sysctl", "-p", "/etc/sysctl.d/90-repo-cluster.conf"],
-            ["systemctl", "daemon-reload"],  # before any start: the drop-in is read
-            ["systemctl", "enable", "--now", "rbd-veeamrepo.service"],
-            ["systemctl", "enable", "--now", "keepalived.service"],
+            ["systemctl", "daemon-reload"],
         ]
-        assert list(bundle.services) == [c[-1] for c in runcmd[-2:]]
 
 
 def test_el7_first_boot_installs_epel_release_alone_first(renders) -> None:
@@ -209,7 +214,7 @@ def test_instance_id_is_stable_for_the_node_life(renders) -> None:
     before = r.bundles[node.name]
     for changed in (
         render_node(r.settings, node, r.secrets, (*AUTHORIZED, AUTHORIZED[0] + "2")),
-        render_node(variant("lab", "el7", advertInterval=3), node, r.secrets, AUTHORIZED),
+        render_node(variant("lab", "el7", mountPoint="/srv/veeam"), node, r.secrets, AUTHORIZED),
     ):
         assert changed.user_data != before.user_data
         assert changed.meta_data == before.meta_data
@@ -226,9 +231,9 @@ ds.guestinfo_redact_keys(meta[ds.CLEANUP_GUESTINFO], sys.argv[1])
 
 
 def test_datasource_clears_the_user_data_once_read(renders, tmp_path) -> None:
-    """The user-data holds the host private keys and the keyring: cloud-init's own code, given
-    our meta-data, overwrites guestinfo.userdata through VMware Tools (a recording stand-in
-    for vmware-rpctool here)."""
+    """The user-data holds the node's one-time host key: cloud-init's own code, given our
+    meta-data, overwrites guestinfo.userdata through VMware Tools (a recording stand-in for
+    vmware-rpctool here)."""
     calls = tmp_path / "calls"
     rpctool = tmp_path / "vmware-rpctool"
     rpctool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')

@@ -235,7 +235,12 @@ def test_meta_data_is_stable_and_static(keys) -> None:
     assert nic["gateway4"] == "10.2.50.1" and "dhcp4" not in nic
     assert nic["nameservers"] == {"addresses": ["10.2.50.10"], "search": ["skunkworks.local"]}
     other = render_node(s, s.nodes[1], Secrets.resolve(s, keys, "xyz"), AUTHORIZED)
-    assert other.user_data != b.user_data and other.meta_data == b.meta_data
+    # another auth_pass changes keepalived.conf, which never rides in the user-data
+    assert other.user_data == b.user_data and other.meta_data == b.meta_data
+    conf = "/etc/keepalived/keepalived.conf"
+    assert other.file(conf) != b.file(conf)
+    operator = render_node(s, s.nodes[1], Secrets.resolve(s, keys, "abc"), (*AUTHORIZED, "x y"))
+    assert operator.user_data != b.user_data and operator.meta_data == b.meta_data
 
 
 def test_authorized_keys(tmp_path) -> None:

@@ -30,10 +30,12 @@ class FakeRunner:
     def __init__(self, error: str | None = None) -> None:
         self.error = error
         self.converged: list[dict[str, Any]] = []
+        self.new_vm: list[bool] = []
         self.released: list[dict[str, Any]] = []
 
-    def converge(self, props: dict[str, Any]) -> dict[str, Any]:
+    def converge(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
         self.converged.append(props)
+        self.new_vm.append(new_vm)
         if self.error:
             raise RuntimeError(self.error)
         return {"changed": ["/etc/a"], "count": 1, "first_contact_fingerprint": None}
@@ -86,6 +88,26 @@ def test_create_and_update_converge_and_keep_inputs():
     updated = provider.update("repo1-converge", created.outs, props(digest="d2"))
     assert updated.outs["digest"] == "d2"
     assert runner.converged[-1]["digest"] == "d2"
+
+
+def test_only_a_new_vm_is_trusted_by_its_one_time_key():
+    """Create and a replaced VM: the node is new (one-time key trusted, record forgotten);
+    any other update: the node was converged, its one-time key is worthless."""
+    runner = FakeRunner()
+    provider = cr.NodeConvergeProvider(runner)
+    created = provider.create(props())
+    provider.update("repo1-converge", created.outs, props(digest="d2"))
+    provider.update("repo1-converge", created.outs, props(vm_id="4216a0c4-0002"))
+    assert runner.new_vm == [True, False, True]
+
+
+def test_runner_target_carries_the_one_time_key_only_for_a_new_vm(tmp_path):
+    one_time = hostkeys.one_time("root@repo1 one-time").public
+    p = props(one_time_host_key=one_time, record=str(tmp_path / "r.json"))
+    new = cr.SshRunner()._target(p, False, new_vm=True)
+    assert (new.one_time_key, new.record) == (one_time, str(tmp_path / "r.json"))
+    assert cr.SshRunner()._target(p, False, new_vm=False).one_time_key is None
+    assert new.first_contact_secrets is False
 
 
 def test_create_fails_with_the_converge_error():

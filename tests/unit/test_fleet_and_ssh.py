@@ -11,7 +11,7 @@ import paramiko
 import pytest
 
 from components.bundle import hostkeys
-from components.converge import ssh
+from components.converge import ssh, trust
 from components.converge.fleet import StartOrder
 from components.converge.ssh import Access
 from tests.kit import stack_settings
@@ -82,13 +82,28 @@ def test_pin_trusts_exactly_the_shared_keys() -> None:
         c.client._policy.missing_host_key(c.client, "198.18.50.161", other)
 
 
-def test_first_contact_accepts_and_reports_the_presented_key() -> None:
-    policy = ssh._FirstContact()
-    client = paramiko.SSHClient()
+def test_first_contact_accepts_only_a_node_never_seen() -> None:
     key = ssh.parse_public_key(_keys()[0])
+    target = ssh.Target("repo1", "198.18.50.161", "root", "/k", _keys(), True)
+    policy = ssh._Verify(target, None)
+    client = paramiko.SSHClient()
     policy.missing_host_key(client, "198.18.50.161", key)
-    assert policy.fingerprint == key.fingerprint
+    assert (policy.verified, policy.fingerprint) == (trust.Verified.FIRST_CONTACT, key.fingerprint)
     assert client.get_host_keys().lookup("198.18.50.161")[key.get_name()] == key
+    seen = trust.Seen("SHA256:somethingElse", "first contact")
+    with pytest.raises(ssh.HostKeyError, match=r"repo1 \(198\.18\.50\.161\) presented"):
+        ssh._Verify(target, seen).missing_host_key(paramiko.SSHClient(), "198.18.50.161", key)
+
+
+def test_record_path_per_stack(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    lab, real = stack_settings("sim"), stack_settings("lab")
+    assert trust.record_path(lab, "sim", tmp_path) == tmp_path / ".lab/sim/first-contact.json"
+    assert trust.record_path(real, "lab", tmp_path) == (
+        tmp_path / "state/repo-cluster/lab/first-contact.json"
+    )
+    assert Access.for_stack(lab, tmp_path, (), True, stack="sim").first_contact_secrets is True
+    assert Access.for_stack(real, tmp_path, (), True, stack="lab").first_contact_secrets is False
 
 
 def test_strict_targets_never_trust_first_contact() -> None:

@@ -25,6 +25,7 @@ VM = "vsphere:index/virtualMachine:VirtualMachine"
 PROVIDER = "pulumi:providers:vsphere"
 HOST_KEYS = "pulumi-python:dynamic/repo-cluster:HostKeys"
 AUTH_PASS = "pulumi-python:dynamic/repo-cluster:AuthPass"
+ONE_TIME = "pulumi-python:dynamic/repo-cluster:OneTimeHostKey"
 RULE = "vsphere:index/computeClusterVmAntiAffinityRule:ComputeClusterVmAntiAffinityRule"
 PASSWORD = "vc-Pa55-word"
 KEYRING = "AQBvaBFZAAAAABAAcUVJcmyBJ2uZ0lA7cHl2AQ=="
@@ -61,6 +62,15 @@ def program_secrets(run: Any) -> tuple[tuple[HostKey, ...], str]:
     )
     (auth,) = run.of_type(AUTH_PASS)
     return host_keys, rpc.unwrap_rpc_secret(auth.outputs["result"])
+
+
+def one_time_keys(run: Any) -> dict[str, HostKey]:
+    """Node -> the one-time host key its OneTimeHostKey resource created."""
+    out = {}
+    for r in run.of_type(ONE_TIME):
+        o = {k: rpc.unwrap_rpc_secret(v) for k, v in r.outputs.items()}
+        out[o["node"]] = HostKey(o["type"], o["private_key"], o["public_key"])
+    return out
 
 
 def decode(value: str) -> bytes:
@@ -122,10 +132,17 @@ def test_lab_builds_two_vms_cloned_and_customized(lab) -> None:
         }
 
 
-def test_guestinfo_is_the_rendered_bundle_byte_for_byte(lab, lab_config, root) -> None:
+def test_guestinfo_is_the_rendered_first_boot_documents(lab, lab_config, root) -> None:
+    """guestinfo holds the first-boot documents rendered with the state's secrets: byte for
+    byte, and no longer the bundle's files (the secret ones arrive with the converge)."""
     s = settings.load(lab_config())
     host_keys, auth_pass = program_secrets(lab)
-    secrets = Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
+    one_time = one_time_keys(lab)
+    assert sorted(one_time) == ["repo1", "repo2"]
+    assert one_time["repo1"].public != one_time["repo2"].public
+    secrets = Secrets.resolve(
+        s, host_keys=host_keys, vrrp_auth_pass=auth_pass, one_time_keys=one_time
+    )
     authorized = authorized_keys(s, root)
     for node in s.nodes:
         bundle = render_node(s, node, secrets, authorized)
@@ -135,10 +152,31 @@ def test_guestinfo_is_the_rendered_bundle_byte_for_byte(lab, lab_config, root) -
         assert decode(extra["guestinfo.userdata"]) == bundle.user_data.encode()
         assert decode(extra["guestinfo.metadata"]) == bundle.meta_data.encode()
         assert extra["repo-cluster.stack"] == "repo-cluster/lab"
-        # the private keys the program used are the ones the dynamic resource created
+        # the one private key in it is the node's one-time key, none of the shared set
         ssh_keys = yaml.safe_load(bundle.user_data)["ssh_keys"]
-        for key in host_keys:
-            assert ssh_keys[f"{key.type}_private"] == key.private
+        assert ssh_keys == {
+            "ed25519_private": one_time[node.name].private,
+            "ed25519_public": one_time[node.name].public + "\n",
+        }
+
+
+def test_no_secret_byte_in_any_vm_extra_config(lab) -> None:
+    """Whoever reads the VM (vCenter, .vmx, backup, clone) finds no shared private key, no
+    keyring, no auth_pass: every extraConfig value decoded, every written file decoded."""
+    host_keys, auth_pass = program_secrets(lab)
+    needles = [KEYRING, auth_pass, "auth_pass", "BEGIN CEPH", "[client."]
+    needles += [line for k in host_keys for line in k.private.splitlines()[-3:-1]]
+    for name, vm in lab.vms.items():
+        extra = rpc.unwrap_rpc_secret(vm.inputs["extraConfig"])
+        texts = [str(v) for v in extra.values()]
+        texts += [decode(extra[k]).decode() for k in ("guestinfo.userdata", "guestinfo.metadata")]
+        doc = yaml.safe_load(decode(extra["guestinfo.userdata"]))
+        texts += [base64.b64decode(w["content"]).decode() for w in doc["write_files"]]
+        for needle in needles:
+            assert not any(needle in text for text in texts), f"{name}: {needle[:12]}..."
+        paths = {w["path"] for w in doc["write_files"]}
+        assert "/etc/keepalived/keepalived.conf" not in paths
+        assert not any(p.startswith("/etc/ssh/") or p.endswith(".keyring") for p in paths)
 
 
 def test_a_replaced_vm_is_deleted_before_its_successor_is_created(lab) -> None:
@@ -244,6 +282,10 @@ def test_each_node_gets_a_converge_step_with_its_bundle_as_a_secret(lab) -> None
         assert step.inputs["vm_id"] == lab.vms[name].id
         assert rpc.is_rpc_secret(step.inputs["bundle"])
         assert step.inputs["trust_first_contact"] is False
+        # the first converge trusts the VM by its one-time key: exactly that public half
+        assert step.inputs["one_time_host_key"] == one_time_keys(lab)[name].public
+        assert step.inputs["first_contact_secrets"] is False  # not a lab stack
+        assert step.inputs["record"].endswith("/repo-cluster/lab/first-contact.json")
 
 
 def _node_dependencies(run: Any) -> dict[str, list[str]]:
@@ -331,12 +373,12 @@ def test_changing_one_node_changes_only_that_node(lab, run_lab, lab_config, chan
     before, after = _inputs_by_name(lab), _inputs_by_name(changed)
     assert before.keys() == after.keys()
     differing = sorted(name for name in before if before[name] != after[name])
-    # repo2's VM and repo2's converge step, nothing of repo1; the cluster check runs again
-    assert differing == [
-        "repo-cluster-check",
-        "repo-cluster-repo2-converge",
-        "repo-cluster-repo2-vm",
-    ]
+    # repo2's converge step, nothing of repo1; the cluster check runs again. A priority lives
+    # in keepalived.conf, a secret file the converge brings: repo2's VM is untouched by it
+    expected = ["repo-cluster-check", "repo-cluster-repo2-converge"]
+    if "ip" in change:  # the customization and the meta-data change
+        expected.append("repo-cluster-repo2-vm")
+    assert differing == expected
 
 
 # --------------------------------------------------------------------------- secrets
@@ -351,6 +393,10 @@ def test_secrets_are_secret_outputs(lab, resolve) -> None:
     assert resolve(cluster.secrets)[1] is True
     for bundle in cluster.bundles.values():
         assert resolve(bundle)[1] is True
+    for key in cluster.one_time_keys.values():
+        assert resolve(key.private_key)[1] is True
+        assert resolve(key.key)[1] is True
+        assert resolve(key.public_key)[1] is False
 
 
 def test_secret_inputs_carry_the_secret_marker(lab) -> None:
@@ -366,6 +412,7 @@ def test_no_secret_in_clear_anywhere(lab) -> None:
     secret_values = [PASSWORD, KEYRING, auth_pass]
     # a line of each private key's secret part (its first lines are the same for every key)
     secret_values += [k.private.splitlines()[-2] for k in host_keys]
+    secret_values += [k.private.splitlines()[-2] for k in one_time_keys(lab).values()]
     registered = [r.inputs for r in lab.mocks.registrations]
     registered += [r.outputs for r in lab.mocks.registrations]
     clear = [s for value in registered for s in plain_strings(value)]

@@ -1,0 +1,245 @@
+"""Host-key trust of the converge against a real SSH server (paramiko's, on 127.0.0.1): first
+contact means first (recorded, one connection), a changed key is refused naming both
+fingerprints, the one-time key is trusted only until the node is converged, and the secret
+files go only to a proven host (or, on a lab stack, to one trusted on first contact)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from components.bundle import Secrets, hostkeys, render_node
+from components.converge import node as converge
+from components.converge import ssh, trust
+from components.converge.facts import UnitState
+from components.converge.trust import Verified
+from tests.kit import stack_settings, write_operator_key
+
+pytestmark = pytest.mark.unit
+
+
+def pkey(key: hostkeys.HostKey) -> paramiko.PKey:
+    from io import StringIO
+
+    return paramiko.Ed25519Key.from_private_key(StringIO(key.private))
+
+
+class _Server(paramiko.ServerInterface):
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+
+class Sshd:
+    """An SSH server on 127.0.0.1 presenting ``key`` (settable); counts TCP connections."""
+
+    def __init__(self, key: hostkeys.HostKey) -> None:
+        self.key = key
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.transports: list[paramiko.Transport] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            t = paramiko.Transport(conn)
+            t.add_server_key(pkey(self.key))
+            self.transports.append(t)
+            try:
+                t.start_server(server=_Server())
+            except (paramiko.SSHException, EOFError, OSError):
+                t.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for t in self.transports:
+            t.close()
+
+
+@pytest.fixture
+def sshd() -> Iterator[Sshd]:
+    server = Sshd(hostkeys.one_time("own"))
+    yield server
+    server.close()
+
+
+SHARED = hostkeys.generate("shared")
+SHARED_ED = next(k for k in SHARED if k.type == "ed25519")
+
+
+def target(tmp_path: Path, sshd: Sshd, **over: Any) -> ssh.Target:
+    key_file = tmp_path / "operator"
+    if not key_file.exists():
+        write_operator_key(tmp_path, "operator@test")
+    base: dict[str, Any] = {
+        "name": "repo1",
+        "host": "127.0.0.1",
+        "user": "root",
+        "key_file": str(key_file),
+        "known_keys": tuple(k.public for k in SHARED),
+        "port": sshd.port,
+        "record": str(tmp_path / "first-contact.json"),
+        "connect_timeout": 5.0,
+    }
+    return ssh.Target(**{**base, **over})
+
+
+def connect(t: ssh.Target) -> tuple[Verified, list[str]]:
+    reports: list[str] = []
+    c, how = ssh.connect_verified(t, reports.append)
+    c.close()
+    return how, reports
+
+
+def test_first_contact_is_one_connection_recorded_then_a_changed_key_is_refused(tmp_path, sshd):
+    own = sshd.key.fingerprint
+    how, reports = connect(target(tmp_path, sshd, trust_first_contact=True))
+    assert how is Verified.FIRST_CONTACT
+    assert reports == [f"repo1 (127.0.0.1): first contact, trusted host key {own}"]
+    assert sshd.connections == 1, "first contact must decide on the connection it uses"
+    record = json.loads((tmp_path / "first-contact.json").read_text())
+    assert record == {"repo1": {"fingerprint": own, "via": "first contact"}}
+    # the same key again: recorded, not a new first contact
+    assert connect(target(tmp_path, sshd, trust_first_contact=True))[0] is Verified.RECORDED
+    # another key at the same node: refused, whatever the flag says
+    sshd.key = hostkeys.one_time("intruder")
+    with pytest.raises(ssh.HostKeyError) as e:
+        connect(target(tmp_path, sshd, trust_first_contact=True))
+    assert own in str(e.value) and sshd.key.fingerprint in str(e.value)
+    assert "changed host key" in str(e.value)
+
+
+def test_a_converged_node_never_gets_first_contact_again(tmp_path, sshd):
+    sshd.key = SHARED_ED
+    assert connect(target(tmp_path, sshd))[0] is Verified.SHARED
+    assert json.loads((tmp_path / "first-contact.json").read_text())["repo1"]["via"] == "shared"
+    sshd.key = hostkeys.one_time("reinstalled or a man in the middle")
+    with pytest.raises(ssh.HostKeyError, match="changed host key"):
+        connect(target(tmp_path, sshd, trust_first_contact=True))
+
+
+def test_a_key_other_than_the_shared_one_is_refused_naming_both(tmp_path, sshd):
+    with pytest.raises(ssh.HostKeyError) as e:
+        connect(target(tmp_path, sshd, record=None))
+    assert sshd.key.fingerprint in str(e.value) and SHARED_ED.fingerprint in str(e.value)
+    assert "refused" in str(e.value)
+    with pytest.raises(ssh.HostKeyError, match="--trust-first-contact"):
+        connect(target(tmp_path, sshd, one_time_key=hostkeys.one_time("x").public))
+
+
+def test_the_one_time_key_is_trusted_until_the_node_is_converged(tmp_path, sshd):
+    born_with = sshd.key
+    one_time = born_with.public
+    assert connect(target(tmp_path, sshd, one_time_key=one_time))[0] is Verified.ONE_TIME
+    sshd.key = SHARED_ED  # the converge installed the shared keys
+    assert connect(target(tmp_path, sshd, one_time_key=one_time))[0] is Verified.SHARED
+    # someone who read the one-time key from the VM's extraConfig: worthless now
+    sshd.key = born_with
+    with pytest.raises(ssh.HostKeyError, match="changed host key"):
+        connect(target(tmp_path, sshd, one_time_key=one_time))
+    # a new VM at that node (the record forgotten): trusted by it again
+    trust.SeenNodes(tmp_path / "first-contact.json").forget("repo1")
+    assert connect(target(tmp_path, sshd, one_time_key=one_time))[0] is Verified.ONE_TIME
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class FakeConn:
+    """Stands in for a Connection: the converge's facts and writes are monkeypatched."""
+
+    def __init__(self, key: hostkeys.HostKey) -> None:
+        k = ssh.parse_public_key(key.public)
+        transport = type("T", (), {"get_remote_server_key": lambda _self: k})()
+        self.client = type("C", (), {"get_transport": lambda _self: transport})()
+        self.host = "127.0.0.1"
+
+
+@pytest.fixture
+def node_facts(monkeypatch) -> list[list[str]]:
+    """A bare node; returns the paths each write (``feed``) carried, in order."""
+    fed: list[list[str]] = []
+    monkeypatch.setattr(converge.facts, "cloud_init_status", lambda c: "done")
+    monkeypatch.setattr(converge.facts, "os_family", lambda c: "debian")
+    monkeypatch.setattr(converge.facts, "file_states", lambda c, paths: {})
+    monkeypatch.setattr(converge.facts, "missing_packages", lambda c, fam, pkgs: [])
+    monkeypatch.setattr(converge.facts, "sysctl_values", lambda c, keys: {})
+    monkeypatch.setattr(
+        converge.facts, "unit_states", lambda c, units: dict.fromkeys(units, UnitState("", ""))
+    )
+    monkeypatch.setattr(converge, "run", lambda c, step, cmd, timeout=0: "")
+    monkeypatch.setattr(converge, "_reconnect", lambda c, shared, name: None)
+
+    def feed(c: Any, step: str, command: str, data: bytes, timeout: float) -> None:
+        fed.append([ln.split()[-1] for ln in data.decode().splitlines() if ln.startswith("mv ")])
+
+    monkeypatch.setattr(converge, "feed", feed)
+    return fed
+
+
+def sim_bundle():
+    s = stack_settings("sim")
+    return render_node(s, s.nodes[0], Secrets.resolve(s, SHARED, "t3stPw0r"), ("k",))
+
+
+@pytest.mark.parametrize(
+    ("how", "lab", "sent"),
+    [
+        (Verified.FIRST_CONTACT, False, False),
+        (Verified.RECORDED, False, False),
+        (Verified.FIRST_CONTACT, True, True),
+        (Verified.ONE_TIME, False, True),
+        (Verified.SHARED, False, True),
+    ],
+)
+def test_secret_files_go_only_to_a_proven_host(node_facts, how, lab, sent):
+    bundle = sim_bundle()
+    secret = {f.path for f in bundle.files if f.secret}
+    own = hostkeys.one_time("own")
+    result = converge.converge_node(FakeConn(own), bundle, verified=how, first_contact_secrets=lab)  # type: ignore[arg-type]
+    written = [p for batch in node_facts for p in batch]
+    assert not (secret & set(written)) if not sent else secret <= set(written)
+    if sent:
+        assert result.error is None, result.error
+        # every other file first, the secret ones after, in a write of their own
+        assert set(node_facts[-1]) == secret
+    else:
+        assert result.error is not None and ": secrets: withheld" in result.error
+        assert own.fingerprint in result.error
+        assert set(written) == {f.path for f in bundle.files} - secret
+
+
+def test_cli_trusts_the_one_time_keys_of_nodes_the_state_has_not_converged() -> None:
+    from components.cli.common import CONVERGE_TYPE, ONE_TIME_TYPE, one_time_keys
+
+    def res(typ: str, **outs: str) -> dict[str, Any]:
+        return {"type": typ, "outputs": outs}
+
+    export = {
+        "deployment": {
+            "resources": [
+                res(ONE_TIME_TYPE, node="repo1", public_key="ssh-ed25519 AAAA1"),
+                res(ONE_TIME_TYPE, node="repo2", public_key="ssh-ed25519 AAAA2"),
+                res(CONVERGE_TYPE, node="repo1"),
+            ]
+        }
+    }
+    assert one_time_keys(export) == (("repo2", "ssh-ed25519 AAAA2"),)
+    assert one_time_keys({}) == ()
