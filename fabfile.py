@@ -2,8 +2,21 @@
 
 from components.cli.converge import converge, status
 from components.cli.dns import dns
+from components.cli.drill import drill
 from components.cli.lab import lab_down, lab_up
 from components.cli.render import render
+from components.cli.switchover import switchover
 from components.cli.vcsim import vcsim_down, vcsim_up
 
-__all__ = ["converge", "dns", "lab_down", "lab_up", "render", "status", "vcsim_down", "vcsim_up"]
+__all__ = [
+    "converge",
+    "dns",
+    "drill",
+    "lab_down",
+    "lab_up",
+    "render",
+    "status",
+    "switchover",
+    "vcsim_down",
+    "vcsim_up",
+]

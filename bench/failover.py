@@ -1,0 +1,106 @@
+"""Failover and switchover timing on the lab, beside the VRRP floor.
+
+    .venv/bin/python bench/failover.py [N]      (root; N runs per case, default 10)
+
+Builds a fresh sim lab (`components.lab.lab_up`), then per run starts from a freshly converged
+healthy cluster (repo1 MASTER) and measures "fault injected -> the survivor holds the VIP, has
+the volume mounted and answers SSH on the VIP" (sampler every <= 200 ms, an ssh probe of the
+VIP every 100 ms) for: the MASTER's link down, keepalived SIGKILLed on the MASTER. Then N
+switchovers back and forth (`fab switchover`'s code) with the longest ssh outage on the VIP
+seen by a probe every 100 ms. The VRRP floor is 3 x advert_int + skew, skew = (256 -
+priority) / 256 x advert_int of the BACKUP. Prints median, p90, min, max; never asserts.
+Removes the lab at the end.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components import lab
+from components.cli.drill import LabTarget
+from components.config import PROJECT_ROOT as ROOT
+from components.converge import drill
+from components.converge.probe import VipProber
+from components.converge.switchover import switchover
+from components.lab import secrets as labsecrets
+
+STACK = "sim"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def figures(xs: list[float]) -> str:
+    if not xs:
+        return "no successful run"
+    ordered = sorted(xs)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return (
+        f"{statistics.median(ordered):>7.2f} {p90:>7.2f} {ordered[0]:>7.2f} {ordered[-1]:>7.2f}"
+        f"   ({len(xs)} runs)"
+    )
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    lab.lab_down(STACK, say=quiet)
+    lab.lab_up(STACK, say=quiet)
+    started = time.monotonic()
+    try:
+        plan = lab.load_lab(STACK)
+        s = plan.settings
+        target = LabTarget(plan, labsecrets.load_or_create(s, STACK, ROOT), say=quiet)
+        backup = min(n.priority for n in s.nodes)
+        floor = 3 * s.advert_interval + (256 - backup) / 256 * s.advert_interval
+        table: dict[str, list[float]] = {}
+        for label, fault in (("link down", "nic_down"), ("keepalived SIGKILL", "kill_keepalived")):
+            for i in range(runs):
+                took, note = drill.time_failover(target, fault)
+                print(
+                    f"{label} {i + 1}/{runs}: {took if took is None else f'{took:.2f}s'} ({note})",
+                    flush=True,
+                )
+                if took is not None:
+                    table.setdefault(label, []).append(took)
+        assert target.prepare() is None, "no healthy cluster for the switchovers"
+        moves: list[float] = []
+        outages: list[float] = []
+        for i in range(runs):
+            with VipProber(target.ssh, time.monotonic()) as prober:
+                time.sleep(0.5)
+                out = switchover(s, target.access(), say=quiet)
+                time.sleep(1.0)
+            if out.error:
+                print(f"switchover {i + 1}/{runs}: FAILED: {out.error}", flush=True)
+                continue
+            promoted = next(t for t, step in out.steps if "MASTER, holds" in step)
+            moves.append(promoted)
+            outages.append(prober.outage())
+            print(
+                f"switchover {i + 1}/{runs}: {out.old} -> {out.new}, peer ready "
+                f"{promoted:.2f}s, total {out.total:.2f}s, ssh outage {outages[-1]:.2f}s",
+                flush=True,
+            )
+        target.close()
+        print(
+            f"\nVRRP floor (3 x advert_int {s.advert_interval}s + skew of priority {backup}): "
+            f"{floor:.2f}s"
+        )
+        print(f"{'seconds':<44} {'median':>7} {'p90':>7} {'min':>7} {'max':>7}")
+        for label, xs in table.items():
+            print(f"{'failover, ' + label + ' -> survivor serves':<44} {figures(xs)}")
+        print(f"{'switchover, start -> peer MASTER+VIP+mount':<44} {figures(moves)}")
+        print(f"{'switchover, ssh outage (probe every 100 ms)':<44} {figures(outages)}")
+        print(f"\n(bench took {time.monotonic() - started:.0f}s)")
+    finally:
+        lab.lab_down(STACK, say=quiet)
+
+
+if __name__ == "__main__":
+    main()

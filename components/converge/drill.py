@@ -1,0 +1,262 @@
+"""HA drills: break the cluster on purpose, watch every node meanwhile, report what held.
+
+Why: a failover that worked once by hand proves little; the cases that hurt (a keepalived
+that dies without a goodbye, a node that flaps, a data mover holding the volume) are the ones
+nobody tries. A drill runs each scenario from a freshly converged healthy cluster, injects the
+fault while a sampler watches every node and a writer appends through the VIP, and reports per
+scenario the invariants (:mod:`components.converge.invariants`) that broke, with the sample
+that broke them, and the recovery time: fault injected -> the survivor holds the VIP, has the
+volume mounted and answers SSH on the VIP. Scenarios are data; how a fault is injected is the
+:class:`Target`'s (the lab's namespaces today), so this module works on any stack.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from components.converge import invariants as inv
+from components.converge.invariants import Broken
+from components.converge.probe import Look, Sample, Sampler, VipProber, VipSsh
+from components.converge.writer import Writer
+
+FENCE = (
+    "expected until the fence exists: nobody releases the old master's mount; the Ceph fence "
+    "issue (fence_before_mount) is what fixes it"
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault and how the cluster must answer it. ``flow``: failover (the survivor takes
+    over), holder (same, with a file held open on the volume), return (failover, then the old
+    master comes back), flap (NIC flaps), restart (keepalived restarted on every node)."""
+
+    key: str
+    title: str
+    faults: tuple[str, ...]
+    flow: str = "failover"
+    known_break: str | None = None
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("master-nic-down", "master NIC down", ("nic_down",)),
+    Scenario("master-sshd-killed", "sshd killed on the master (kill -9)", ("kill_sshd",)),
+    Scenario("master-keepalived-stop", "keepalived stopped on the master", ("stop_keepalived",)),
+    Scenario(
+        "master-keepalived-sigkill",
+        "keepalived SIGKILLed on the master",
+        ("kill_keepalived",),
+        known_break=FENCE,
+    ),
+    Scenario("master-crash", "master node crash", ("crash",), known_break=FENCE),
+    Scenario("old-master-returns", "old master returns as BACKUP", ("nic_down",), "return"),
+    Scenario("open-file-on-demotion", "file held open on the volume", ("nic_down",), "holder"),
+    Scenario("master-nic-flaps", "master NIC flaps 5 times in 10 s", ("nic_flap",), "flap"),
+    Scenario("keepalived-restart-both", "keepalived restarted on both", ("restart",), "restart"),
+)
+BY_KEY = {s.key: s for s in SCENARIOS}
+
+
+class Target(Protocol):
+    """What a drill needs from a stack: fresh healthy cluster, looks, faults, the VIP."""
+
+    ssh: VipSsh
+    mount_point: str
+    advert_interval: float
+
+    def prepare(self) -> str | None:
+        """A freshly converged healthy cluster; None, or why not."""
+
+    def look(self) -> Look:
+        """One look at every node (parallel)."""
+
+    def inject(self, fault: str, node: str) -> None:
+        """Apply ``fault`` (nic_down, nic_up, kill_sshd, ... see :data:`SCENARIOS`) to ``node``."""
+
+    def hold_open(self, node: str, path: str) -> int:
+        """Start a process on ``node`` holding ``path`` open; its pid."""
+
+    def alive(self, node: str, pid: int) -> bool:
+        """Whether ``pid`` still runs on ``node``."""
+
+    def restart_all(self) -> None:
+        """Restart keepalived on every node at the same moment."""
+
+
+@dataclass
+class Result:
+    """One scenario's outcome: pass/fail, what broke, the recovery time, what was seen."""
+
+    key: str
+    title: str
+    ok: bool = False
+    recovery: float | None = None
+    broken: list[Broken] = field(default_factory=list)
+    known_break: str | None = None
+    notes: list[str] = field(default_factory=list)
+    samples: int = 0
+    worst_gap: float = 0.0
+    acked: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.key,
+            "title": self.title,
+            "ok": self.ok,
+            "recovery_s": None if self.recovery is None else round(self.recovery, 2),
+            "broken": [b.as_dict() for b in self.broken],
+            "known_break": self.known_break if self.broken else None,
+            "notes": self.notes,
+            "samples": self.samples,
+            "worst_sample_gap_s": round(self.worst_gap, 3),
+            "records_acked": self.acked,
+        }
+
+
+def _wait(
+    sampler: Sampler,
+    cond: Any,
+    prober: VipProber,
+    host: Any,
+    after: float,
+    hold: float,
+    timeout: float,
+) -> None:
+    """Until ``cond`` held for ``hold`` seconds and ``host`` answered on the VIP, or timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = sampler.since(after)
+        since = inv.stable_since(samples, cond)
+        who = (
+            samples[-1].masters()[0] if host is None and samples and samples[-1].masters() else host
+        )
+        if since is not None and samples[-1].t - since >= hold and prober.first_answer(who, since):
+            return
+        time.sleep(0.1)
+
+
+def _recovery(
+    sampler: Sampler, prober: VipProber, cond: Any, host: str | None, ref: float
+) -> float | None:
+    samples = sampler.since(ref)
+    since = inv.stable_since(samples, cond)
+    if since is None:
+        return None
+    answer = prober.first_answer(host or samples[-1].masters()[0], ref)
+    return None if answer is None else max(since, answer.done) - ref
+
+
+def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
+    """Run one scenario on ``target``; never raises for a broken cluster: it reports it."""
+    res = Result(scenario.key, scenario.title, known_break=scenario.known_break)
+    problem = target.prepare()
+    if problem:
+        res.broken.append(Broken("setup", f"no healthy cluster to start from: {problem}"))
+        return res
+    look = target.look()
+    first = Sample(0.0, tuple(look()))
+    (master,) = first.masters() or ("?",)
+    survivor = next((n.name for n in first.nodes if n.name != master), "?")
+    ssh = target.ssh
+    before = ssh.hostname()
+    if before != master:
+        res.broken.append(
+            Broken("I3", f"before: ssh to the VIP answered {before!r}, want {master}")
+        )
+    writer = Writer(ssh, target.mount_point, f"{scenario.key}-{uuid.uuid4().hex[:8]}")
+    if err := writer.prepare():
+        res.broken.append(Broken("I4", err))
+        return res
+    writer.start()
+    writer.wait_acked(3, timeout=20)
+    floor = 3 * target.advert_interval
+    t0 = time.monotonic()
+    holder_pid = None
+    with Sampler(look, t0) as sampler, VipProber(ssh, t0) as prober:
+        time.sleep(0.6)
+        ref = time.monotonic() - t0
+        host: str | None = survivor
+        cond = inv.holds_all(survivor)
+        if scenario.flow == "holder":
+            holder_pid = target.hold_open(master, writer.path)
+            ref = time.monotonic() - t0
+        if scenario.flow == "flap":
+            for _ in range(5):
+                target.inject("nic_down", master)
+                time.sleep(1.0)
+                target.inject("nic_up", master)
+                time.sleep(1.0)
+            ref, host, cond = time.monotonic() - t0, None, inv.settled
+        elif scenario.flow == "restart":
+            target.restart_all()
+            host, cond = None, inv.settled
+        else:
+            for fault in scenario.faults:
+                target.inject(fault, master)
+        say(f"{scenario.key}: fault injected on {master} at t={ref:.2f}s")
+        _wait(sampler, cond, prober, host, ref, hold=floor, timeout=45)
+        res.recovery = _recovery(sampler, prober, cond, host, ref)
+        back = 0.0
+        if scenario.flow == "return":
+            target.inject("nic_up", master)
+            back = time.monotonic() - t0
+            time.sleep(floor + 3)
+        if not writer.wait_acked(3, timeout=20):
+            res.broken.append(Broken("I4", "the writer got no acknowledgement after recovery"))
+        time.sleep(0.3)
+    writer.stop()
+    samples = list(sampler.samples)
+    res.samples, res.worst_gap, res.acked = len(samples), sampler.worst_gap, len(writer.acked)
+    if res.recovery is None:
+        res.notes.append(f"not recovered within 45 s of the fault at t={ref:.2f}s")
+    res.broken += inv.single_mount(samples)
+    res.broken += inv.one_holder(samples[-1] if samples else None)
+    if scenario.flow == "return":
+        res.broken += inv.no_move([x for x in samples if x.t >= back], survivor, master)
+    if scenario.flow == "flap":
+        res.broken += inv.vrrp_matches_mount(samples[-1] if samples else None)
+    if scenario.flow == "restart" and samples and len(samples[-1].masters()) != 1:
+        res.broken.append(Broken("S9", "not exactly one MASTER", samples[-1].brief()))
+    if holder_pid is not None:
+        if target.alive(master, holder_pid):
+            res.broken.append(Broken("S7", f"the holder (pid {holder_pid}) on {master} still runs"))
+        if any(n.name == master and n.mounted for n in samples[-1].nodes):
+            res.broken.append(Broken("S7", f"{master} still has the volume", samples[-1].brief()))
+    final = samples[-1].vip_holders() if samples else []
+    after = ssh.hostname()
+    if after is None or [after] != final:
+        res.broken.append(
+            Broken("I3", f"after: ssh to the VIP answered {after!r} (VIP on {final})")
+        )
+    missing, read_err = writer.missing()
+    if read_err or missing:
+        detail = read_err or f"{len(missing)} acknowledged record(s) missing, e.g. {missing[:5]}"
+        res.broken.append(Broken("I4", detail))
+    if sampler.worst_gap > 0.2:
+        res.notes.append(f"a sample gap reached {sampler.worst_gap:.2f}s (target 0.2 s)")
+    res.ok = not res.broken
+    return res
+
+
+def time_failover(target: Target, fault: str) -> tuple[float | None, str]:
+    """Only the figure (bench): fault on the MASTER of a fresh cluster -> the peer holds the
+    VIP and the volume and answers SSH on the VIP. No writer, no invariants; (seconds, note)."""
+    problem = target.prepare()
+    if problem:
+        return None, f"setup: {problem}"
+    look = target.look()
+    first = Sample(0.0, tuple(look()))
+    (master,) = first.masters() or ("?",)
+    survivor = next((n.name for n in first.nodes if n.name != master), "?")
+    t0 = time.monotonic()
+    with Sampler(look, t0) as sampler, VipProber(target.ssh, t0) as prober:
+        time.sleep(0.3)
+        ref = time.monotonic() - t0
+        target.inject(fault, master)
+        cond = inv.holds_all(survivor)
+        _wait(sampler, cond, prober, survivor, ref, hold=0.5, timeout=45)
+        took = _recovery(sampler, prober, cond, survivor, ref)
+    return took, f"worst sample gap {sampler.worst_gap:.2f}s"

@@ -1,0 +1,122 @@
+"""The HA invariants a drill checks, over the samples it took. Pure: samples in, breaks out.
+
+Why separate: the invariants are the definition of "the HA works", and they must not bend to
+a scenario. Each check returns what broke and the sample that broke it; a scenario that is
+known to break one (no fence yet) still gets the same check, and the break is reported.
+
+    I1 single-mount   at every sample the volume is mounted on at most one node
+    I2 one-holder     once settled exactly one node holds the VIP, and it has the mount
+    I3 ssh-on-vip     ssh to the VIP with the shared host keys only works before and after
+    I4 writes-kept    every record the writer saw acknowledged reads back after recovery
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from components.converge.probe import Sample
+
+INVARIANTS = {
+    "I1": "the volume is mounted on at most one node at every sample",
+    "I2": "once settled exactly one node holds the VIP and it is the one with the mount",
+    "I3": "ssh to the VIP (shared host keys only) works before and after",
+    "I4": "every acknowledged record reads back after recovery",
+}
+
+
+@dataclass(frozen=True)
+class Broken:
+    """One broken invariant: its id, what was wrong, and the sample that showed it."""
+
+    invariant: str
+    detail: str
+    sample: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def single_mount(samples: Sequence[Sample]) -> list[Broken]:
+    """I1 at every sample; reports the first sample with two mounts (and how many there were)."""
+    bad = [x for x in samples if len(x.mounted()) > 1]
+    if not bad:
+        return []
+    first = bad[0]
+    detail = (
+        f"volume mounted on {', '.join(first.mounted())} at once "
+        f"({len(bad)} of {len(samples)} samples, first at t={first.t:.2f}s)"
+    )
+    return [Broken("I1", detail, first.brief())]
+
+
+def one_holder(last: Sample | None) -> list[Broken]:
+    """I2 on the settled (last) sample."""
+    if last is None:
+        return [Broken("I2", "no sample taken")]
+    holders, mounted = last.vip_holders(), last.mounted()
+    if len(holders) == 1 and mounted == holders:
+        return []
+    detail = (
+        f"VIP on {', '.join(holders) or 'no node'}, volume on {', '.join(mounted) or 'no node'}"
+    )
+    return [Broken("I2", detail, last.brief())]
+
+
+def holds_all(node: str) -> Callable[[Sample], bool]:
+    """``node`` holds the VIP and has the volume mounted."""
+
+    def cond(x: Sample) -> bool:
+        return any(n.name == node and n.holds_vip and n.mounted for n in x.nodes)
+
+    return cond
+
+
+def settled(x: Sample) -> bool:
+    """Exactly one MASTER, holding the VIP and the mount; no other node holds either."""
+    m = x.masters()
+    return len(m) == 1 and x.vip_holders() == m and x.mounted() == m
+
+
+def stable_since(samples: Sequence[Sample], cond: Callable[[Sample], bool]) -> float | None:
+    """Start of the final run of samples meeting ``cond``; None if the last does not."""
+    since = None
+    for x in samples:
+        since = (x.t if since is None else since) if cond(x) else None
+    return since
+
+
+def vrrp_matches_mount(last: Sample | None) -> list[Broken]:
+    """Each node's mount state matches its VRRP state (mounted exactly when MASTER)."""
+    if last is None:
+        return [Broken("S8", "no sample taken")]
+    odd = [n.name for n in last.nodes if n.mounted != (n.vrrp_state == "MASTER")]
+    if not odd:
+        return []
+    return [Broken("S8", f"mount state differs from VRRP state on {', '.join(odd)}", last.brief())]
+
+
+def no_move(samples: Sequence[Sample], holder: str, returner: str) -> list[Broken]:
+    """While ``returner`` comes back, ``holder`` keeps VIP and mount at every sample and
+    ``returner`` never takes either (no VIP move, no mount flap); it ends BACKUP."""
+    out: list[Broken] = []
+    flap = [x for x in samples if not holds_all(holder)(x)]
+    if flap:
+        out.append(Broken("S6", f"{holder} lost the VIP or the mount", flap[0].brief()))
+    grab = [
+        x
+        for x in samples
+        if any(n.name == returner and (n.holds_vip or n.mounted) for n in x.nodes)
+    ]
+    if grab:
+        out.append(Broken("S6", f"{returner} took the VIP or the mount back", grab[0].brief()))
+    if samples:
+        last = {n.name: n.vrrp_state for n in samples[-1].nodes}
+        if last.get(returner) != "BACKUP":
+            out.append(
+                Broken(
+                    "S6", f"{returner} is {last.get(returner)}, want BACKUP", samples[-1].brief()
+                )
+            )
+    return out

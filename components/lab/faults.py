@@ -1,0 +1,117 @@
+"""Faults injected into the embedded lab's nodes, and the reset that undoes all of them.
+
+Why here: breaking a node on purpose (its NIC down, sshd or keepalived killed, every process
+killed) is only safe where the node is a namespace on this machine; the drill
+(:mod:`components.converge.drill`) asks for a fault by name and this module does it with the
+node's own tools (``nsenter`` via :func:`node_run`). pids are global in the lab (no pid
+namespace), so every kill picks only processes whose network namespace is the node's:
+nothing of the host or of the other node is ever signalled.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from components.lab.net import LabError, node_run
+from components.lab.plan import Lab
+
+# pids of processes living in this node (its network namespace), except this shell
+_NODE_PIDS = (
+    "me=$(readlink /proc/self/ns/net); for d in /proc/[0-9]*; do p=${d#/proc/}; "
+    '[ "$p" = "$$" ] && continue; '
+    '[ "$(readlink "$d/ns/net" 2>/dev/null)" = "$me" ] && echo "$p"; done'
+)
+
+
+def _node_pids_named(comm: str) -> str:
+    return (
+        f"me=$(readlink /proc/self/ns/net); for p in $(pgrep -x {shlex.quote(comm)}); do "
+        '[ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] && echo "$p"; done'
+    )
+
+
+class LabFaults:
+    """The faults of one lab, by name (see :data:`components.converge.drill.SCENARIOS`)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.nic = lab.settings.interface
+
+    def sh(self, node: str, script: str, timeout: float = 60) -> str:
+        return node_run(self.lab.stack, node, script, check=True, timeout=timeout).stdout
+
+    def inject(self, fault: str, node: str) -> None:
+        scripts = {
+            "nic_down": f"ip link set {self.nic} down",
+            "nic_up": f"ip link set {self.nic} up",
+            "kill_sshd": "kill -9 $(cat /run/sshd.pid)",
+            "stop_keepalived": "systemctl stop keepalived",
+            "start_keepalived": "systemctl start keepalived",
+            "restart_keepalived": "systemctl restart keepalived",
+            # every keepalived process at once: no child survives to say goodbye
+            "kill_keepalived": f"kill -9 $({_node_pids_named('keepalived')})",
+            # every process of the node, then its NIC: the kernel (and the mount) stays
+            "crash": f"kill -9 $({_NODE_PIDS}) 2>/dev/null; ip link set {self.nic} down",
+        }
+        if fault not in scripts:
+            raise LabError(f"unknown lab fault {fault!r}")
+        self.sh(node, scripts[fault])
+
+    def hold_open(self, node: str, path: str) -> int:
+        """A "data mover" on ``node`` holding ``path`` open (fd 3) in its own session."""
+        out = self.sh(
+            node,
+            f"setsid sh -c 'exec 3<{shlex.quote(path)}; exec sleep 600' "
+            "</dev/null >/dev/null 2>&1 & echo $!",
+        )
+        return int(out.split()[-1])
+
+    def alive(self, node: str, pid: int) -> bool:
+        r = node_run(self.lab.stack, node, f"{_NODE_PIDS}", timeout=30)
+        return str(pid) in r.stdout.split()
+
+    def reset(self) -> None:
+        """Every node back to bare-but-ready: NIC up, sshd running (its stale sessions gone),
+        keepalived stopped, the volume unmounted (holders killed), no VIP, no stray drill
+        process. The next converge
+        starts keepalived in priority order."""
+        s = self.lab.settings
+        mp = shlex.quote(s.mount_point)
+        vip = shlex.quote(s.vip.with_prefixlen)
+        for n in self.lab.nodes:
+            self.sh(
+                n.name,
+                f"ip link set {self.nic} up; "
+                "systemctl stop keepalived >/dev/null 2>&1; "
+                f'p=$({_node_pids_named("keepalived")}); [ -n "$p" ] && kill -9 $p; '
+                f"for p in $({_node_pids_named('sleep')}); do kill -9 $p; done; "
+                # sessions left by clients that lost the VIP count against MaxStartups
+                f"for p in $({_node_pids_named('sshd')}); do "
+                '[ "$p" = "$(cat /run/sshd.pid 2>/dev/null)" ] || kill -9 $p; done; '
+                f"if findmnt -rn --mountpoint {mp} >/dev/null; then "
+                f"fuser -M -k -m {mp} >/dev/null 2>&1; umount {mp}; fi; "
+                f"ip addr del {vip} dev {self.nic} 2>/dev/null; "
+                "systemctl start ssh; true",
+            )
+        for n in self.lab.nodes:
+            left = self.sh(n.name, f"findmnt -rn --mountpoint {mp} || true")
+            if left.strip():
+                raise LabError(f"{n.name}: {s.mount_point} still mounted after the reset")
+
+    def restart_all(self) -> None:
+        """``systemctl restart keepalived`` on every node, started together."""
+        import subprocess
+
+        from components.lab.net import node_argv, node_env
+
+        procs = [
+            subprocess.Popen(
+                node_argv(self.lab.stack, n.name, ["systemctl", "restart", "keepalived"]),
+                env=node_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for n in self.lab.nodes
+        ]
+        for p in procs:
+            p.wait(timeout=60)
