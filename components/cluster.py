@@ -157,7 +157,7 @@ class RepoCluster(pulumi.ComponentResource):
         if s.converge:  # Fabric makes each node match its bundle once its VM exists
             # One node after the other, highest priority first: keepalived's first start
             # decides the first MASTER (nopreempt keeps it), so it must be the top priority.
-            previous: list[pulumi.Resource] = []
+            key_file = str(s.ssh_key_path(args.root))
             steps: list[pulumi.Resource] = []
             for n in s.start_order:
                 vm = self.nodes[n.name].vm
@@ -168,16 +168,16 @@ class RepoCluster(pulumi.ComponentResource):
                         bundle=self.bundles[n.name],
                         ip=str(n.ip),
                         ssh_user=s.ssh_user,
-                        key_file=str(s.ssh_key_path(args.root)),
+                        key_file=key_file,
                         known_host_keys=self.host_keys.public_keys,
                         trust_first_contact=s.trust_first_contact,
                         one_time_host_key=self.one_time_keys[n.name].public_key,
                         record=str(record_path(s, pulumi.get_stack(), args.root)),
                         first_contact_secrets=s.is_test_net,
                     ),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, *previous]),
+                    # after the previous node's step: one after the other
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, *steps[-1:]]),
                 )
-                previous = [step]
                 steps.append(step)
             ClusterCheck(
                 f"{name}-check",
@@ -188,7 +188,7 @@ class RepoCluster(pulumi.ComponentResource):
                         pulumi.Output.unsecret(self.bundles[n.name].apply(lambda b: b.digest))
                         for n in s.nodes
                     ],
-                    key_file=str(s.ssh_key_path(args.root)),
+                    key_file=key_file,
                     known_host_keys=self.host_keys.public_keys,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=steps),

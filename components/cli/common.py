@@ -15,7 +15,6 @@ from components.cli import stack_state
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.lab import deploy
 from components.lab import secrets as labsecrets
-from components.lab.plan import outside_test_net
 
 
 def require(task: str, **flags: str) -> None:
@@ -71,7 +70,7 @@ def _lab_stack(stack: str) -> Settings | None:
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (OSError, ConfigError):
         return None
-    return None if outside_test_net(s) else s
+    return s if s.is_test_net else None
 
 
 def load_stack(

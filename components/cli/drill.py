@@ -27,7 +27,7 @@ from components.converge.probe import Look, VipSsh, parallel_look
 from components.converge.ssh import Access
 from components.lab import LabError, health, load_lab, node_run
 from components.lab.faults import LabFaults
-from components.lab.plan import Lab, outside_test_net
+from components.lab.plan import Lab
 
 
 def lab_look(lab: Lab) -> Look:
@@ -171,7 +171,7 @@ def drill(c: Context, stack: str = "", scenario: str = "", json: bool = False) -
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (OSError, ConfigError) as e:
         raise Exit(f"drill: {e}", code=2) from None
-    outside = outside_test_net(s)
+    outside = s.outside_test_net()
     if outside:
         raise Exit(
             f"drill: refused: {', '.join(x.key for x in chosen)} are destructive and {stack} is "

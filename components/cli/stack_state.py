@@ -22,6 +22,7 @@ from typing import Any
 
 from components import config as settings
 from components.bundle.hostkeys import HostKey
+from components.lab import deploy
 
 HOST_KEYS_TYPE = "pulumi-python:dynamic/repo-cluster:HostKeys"
 AUTH_PASS_TYPE = "pulumi-python:dynamic/repo-cluster:AuthPass"
@@ -48,13 +49,7 @@ def pulumi_cli() -> str:
 
 def _pulumi_json(args: list[str], cwd: Path, extra_env: Mapping[str, str] | None = None) -> Any:
     cli = pulumi_cli()
-    env = {
-        **os.environ,
-        **(extra_env or {}),
-        "PATH": f"{Path(cli).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-    }
+    env = {**deploy.cli_environment(Path(cli).parent), **(extra_env or {})}
     proc = subprocess.run(
         [cli, *args, "--non-interactive"],
         cwd=cwd,

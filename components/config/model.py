@@ -123,15 +123,21 @@ class Settings:
     def network_prefix(self) -> ipaddress.IPv4Network:
         return self.vip.network
 
+    def outside_test_net(self) -> list[str]:
+        """The stack's addresses outside 198.18.0.0/15 (node IPs, the VIP's subnet, the
+        gateway), each named: a lab stack has none."""
+        outside = [f"node {n.name} ip {n.ip}" for n in self.nodes if n.ip not in TEST_NET]
+        if not self.vip.network.subnet_of(TEST_NET):
+            outside.append(f"vip {self.vip}")
+        if self.gateway not in TEST_NET:
+            outside.append(f"gateway {self.gateway}")
+        return outside
+
     @property
     def is_test_net(self) -> bool:
-        """Every node IP, the VIP's subnet and the gateway lie in 198.18.0.0/15: a lab stack
-        (the embedded lab's), which no real cluster is."""
-        return (
-            all(n.ip in TEST_NET for n in self.nodes)
-            and self.vip.network.subnet_of(TEST_NET)
-            and self.gateway in TEST_NET
-        )
+        """Every address in 198.18.0.0/15: a lab stack (the embedded lab's), which no real
+        cluster is."""
+        return not self.outside_test_net()
 
     @property
     def keepalived_dialect(self) -> str:

@@ -41,9 +41,10 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from components.config import TEST_NET
+
 NAMED = shutil.which("named") or "/usr/sbin/named"
 CHECKCONF = shutil.which("named-checkconf") or "/usr/bin/named-checkconf"
-LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 APPARMOR_PROFILES = Path("/sys/kernel/security/apparmor/profiles")
 APPARMOR_WRITABLE = (Path("/var/cache/bind"), Path("/var/lib/bind"))
@@ -73,8 +74,8 @@ class NamedConfig:
 
     def __post_init__(self) -> None:
         address = ipaddress.ip_address(self.listen)
-        if address != ipaddress.ip_address("127.0.0.1") and address not in LAB_NET:
-            raise ValueError(f"named may listen on 127.0.0.1 or in {LAB_NET} only, not {address}")
+        if address != ipaddress.ip_address("127.0.0.1") and address not in TEST_NET:
+            raise ValueError(f"named may listen on 127.0.0.1 or in {TEST_NET} only, not {address}")
         if not 0 < self.port < 65536:
             raise ValueError(f"bad port {self.port}")
         if not self.zones or not all(_LABEL.match(z) for z in (*self.zones, self.key_name)):

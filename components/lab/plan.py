@@ -16,7 +16,6 @@ from components.lab import net as labnet
 from components.lab.net import LabError
 
 REPO = PROJECT_ROOT
-TEST_NET = ipaddress.IPv4Network("198.18.0.0/15")
 SECRETS_FILE = "secrets.json"  # the lab's own secrets (components/labsecrets.py)
 
 
@@ -95,22 +94,12 @@ def lab_dir(repo: Path, stack: str) -> Path:
     return repo / ".lab" / stack
 
 
-def outside_test_net(s: Settings) -> list[str]:
-    """The stack's addresses outside 198.18.0.0/15: a lab stack has none."""
-    outside = [f"node {n.name} ip {n.ip}" for n in s.nodes if n.ip not in TEST_NET]
-    if not s.vip.network.subnet_of(TEST_NET):
-        outside.append(f"vip {s.vip}")
-    if s.gateway not in TEST_NET:
-        outside.append(f"gateway {s.gateway}")
-    return outside
-
-
 def load_lab(stack: str, repo: Path = REPO) -> Lab:
     """The lab plan of a stack; refuses any address outside 198.18.0.0/15 before anything."""
     labnet.check_stack_name(stack)
     path = stack_file(stack, repo)
     s = load_stack_file(str(path))
-    outside = outside_test_net(s)
+    outside = s.outside_test_net()
     if outside:
         raise LabError(
             f"stack {stack!r} is not a lab stack: the embedded lab uses 198.18.0.0/15 only, and "
@@ -121,7 +110,7 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
     nodes = tuple(
         LabNode(
             name=n.name,
-            address=ipaddress.IPv4Interface(f"{n.ip}/{s.vip.network.prefixlen}"),
+            address=s.node_address(n),
             veth=labnet.ifname("rc", stack, n.name),
             root=home / "nodes" / n.name,
             runtime=runtime / "nodes" / n.name,

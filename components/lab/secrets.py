@@ -19,8 +19,8 @@ from typing import Any
 
 from components.bundle import Secrets, new_auth_pass
 from components.bundle.hostkeys import HostKey, generate
-from components.config import Settings
-from components.lab.plan import SECRETS_FILE, TEST_NET, lab_dir, outside_test_net
+from components.config import TEST_NET, Settings
+from components.lab.plan import SECRETS_FILE, lab_dir
 
 
 class LabSecretsError(RuntimeError):
@@ -32,7 +32,7 @@ def path(root: Path, stack: str) -> Path:
 
 
 def _require_lab(s: Settings, stack: str) -> None:
-    outside = outside_test_net(s)
+    outside = s.outside_test_net()
     if outside:
         raise LabSecretsError(
             f"stack {stack} is not a lab stack ({'; '.join(outside)} outside {TEST_NET}): "
