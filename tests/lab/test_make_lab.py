@@ -31,7 +31,8 @@ def make(target: str, env: dict[str, str] | None = None) -> subprocess.Completed
     return subprocess.run(
         ["make", target],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        # never Pulumi's plugin download from a test: no packet leaves this machine
+        env={**os.environ, "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0", **(env or {})},
         capture_output=True,
         text=True,
         timeout=900,
@@ -126,7 +127,7 @@ def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
 
 def test_make_lab_without_the_plugin(plan: Lab, clean: str, tmp_path: Path) -> None:
     """No plugin to be had (an empty Pulumi home, no download): the Fabric path, same cluster."""
-    offline = {"PULUMI_HOME": str(tmp_path / "pulumi-home"), "REPO_CLUSTER_NO_PLUGIN_DOWNLOAD": "1"}
+    offline = {"PULUMI_HOME": str(tmp_path / "pulumi-home"), "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0"}
     first = make("lab", offline)
     assert_cluster(first)
     assert "pulumi up: SKIPPED" in first.stderr
