@@ -20,7 +20,7 @@ Topology of the sim stack (addresses from the stack file; all inside 198.18.0.0/
     | no default route, IPv6 disabled   |     | no default route, IPv6 disabled   |
     | own mount + UTS namespace:        |     | own mount + UTS namespace:        |
     |  /etc/{ssh,keepalived,ceph,...}   |     |  /etc/{ssh,keepalived,ceph,...}   |
-    |  /usr/local/bin /root/.ssh /run   |     |  /usr/local/bin /root/.ssh /run   |
+    |  /usr/local/bin /root /run        |     |  /usr/local/bin /root /run        |
     |  /mnt/veeamrepo  systemctl (lab)  |     |  /mnt/veeamrepo  systemctl (lab)  |
     | sshd on :22 (own host keys)       |     | sshd on :22 (own host keys)       |
     +-----------------+-----------------+     +-----------------+-----------------+

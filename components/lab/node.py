@@ -26,7 +26,9 @@ NODE_DIRS = (
     "etc/sysctl.d",
     "etc/systemd/system",
     "usr/local/bin",
-    "root/.ssh",
+    # the node's own home: a VM never runs the host's ~/.bashrc (here it ran the host's pyenv,
+    # whose rehash lock, left by a killed session, stalled every later ssh session on the nodes)
+    "root",
     "var/log",
 )
 NODE_FILES = ("etc/resolv.conf", "etc/hostname", "etc/hosts")
@@ -111,7 +113,8 @@ def write_node_tree(lab: Lab, node: LabNode, operator_pub: str, device: str) -> 
     s = lab.settings
     for d in NODE_DIRS:
         (node.root / d).mkdir(parents=True, exist_ok=True)
-    (node.root / "root/.ssh").chmod(0o700)
+    (node.root / "root").chmod(0o700)
+    (node.root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     mount_point = node.root / s.mount_point.lstrip("/")
     mount_point.mkdir(parents=True, exist_ok=True)
     if any(mount_point.iterdir()):

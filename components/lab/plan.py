@@ -24,7 +24,7 @@ class LabNode:
     name: str
     address: ipaddress.IPv4Interface
     veth: str  # host-side end, on the bridge
-    root: Path  # .lab/<stack>/nodes/<name>: the node's own /etc/..., /root/.ssh, mount point
+    root: Path  # .lab/<stack>/nodes/<name>: the node's own /etc/..., /root, mount point
     runtime: Path  # /run/repo-cluster/<stack>/nodes/<name>: the node's /run and /tmp
 
 
