@@ -6,6 +6,7 @@ from components.cli.drill import drill
 from components.cli.lab import lab_down, lab_up
 from components.cli.render import render
 from components.cli.switchover import switchover
+from components.cli.unfence import unfence
 from components.cli.vcsim import vcsim_down, vcsim_up
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "render",
     "status",
     "switchover",
+    "unfence",
     "vcsim_down",
     "vcsim_up",
 ]

@@ -30,6 +30,10 @@ class ReleaseTiming:
     umount_tries: int = 5
     umount_timeout: int = 20
     """Seconds one umount may block (unreachable storage) before it is given up, never lazy."""
+    ceph_timeout: int = 10
+    """Seconds one Ceph command of the fence (rbd status, lock rm, blocklist) may take."""
+    check_ceph_timeout: int = 3
+    """Seconds the volume check's Ceph query may take (within the check's own timeout)."""
 
     @property
     def stop_timeout(self) -> int:

@@ -57,6 +57,12 @@ class NodePaths:
     def ceph_keyring(self, ceph_user: str) -> str:
         return f"/etc/ceph/ceph.client.{ceph_user}.keyring"
 
+    def rbd_device(self, rbd_pool: str, rbd_image: str) -> str:
+        """The mapped image's block device: the symlink udev makes for a mapped RBD image
+        (ceph-common's 50-rbd.rules), which the lab's rbd stand-in makes too. Read from the
+        symlink, never from the device: a node cut off from Ceph hangs on any read of it."""
+        return f"/dev/rbd/{rbd_pool}/{rbd_image}"
+
     def rbd_unit(self, rbd_image: str) -> str:
         """The unit that maps the image (no mount: only the MASTER mounts)."""
         return f"rbd-{rbd_image}.service"

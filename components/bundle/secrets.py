@@ -71,13 +71,14 @@ class Secrets:
         host_keys: tuple[HostKey, ...] | None = None,
         vrrp_auth_pass: str | None = None,
         one_time_keys: Mapping[str, HostKey] | None = None,
+        ceph_keyring: str | None = None,
     ) -> Secrets:
         """Each secret from the argument, else from the settings, else a marked placeholder
         that still validates (so a render without the real secrets can be checked)."""
         auth = vrrp_auth_pass if vrrp_auth_pass is not None else s.vrrp_auth_pass.value
         if auth is not None and not (AUTH_PASS.fullmatch(auth) and auth.isprintable()):
             raise ValueError("vrrp_auth_pass: not a valid keepalived auth_pass (see settings)")
-        keyring = s.ceph_keyring.value
+        keyring = s.ceph_keyring.value if s.ceph_keyring.value is not None else ceph_keyring
         if host_keys is not None and sorted(k.type for k in host_keys) != sorted(
             hostkeys.KEY_TYPES
         ):

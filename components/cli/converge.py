@@ -71,15 +71,28 @@ def print_outcome(outcome: fleet.Outcome) -> None:
     print_status(outcome.statuses, outcome.problems)
 
 
+def _flag(value: bool | None) -> str:
+    return "?" if value is None else "yes" if value else "-"
+
+
 def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
     if statuses:
-        print(f"{'node':<12} {'ip':<16} {'vrrp':<12} {'vip':<5} mounted")
+        print(
+            f"{'node':<12} {'ip':<16} {'vrrp':<12} {'vip':<5} {'mounted':<8} "
+            f"{'ceph-client':<12} {'lock':<5} blocklisted"
+        )
         for st in statuses:
+            ceph = st.ceph
+            client, lock = (ceph.client, ceph.holds_lock) if ceph else (None, None)
+            fenced = "?" if ceph is None or ceph.blocklisted is None else str(ceph.blocklisted)
             print(
                 f"{st.name:<12} {st.ip:<16} {st.vrrp_state:<12} "
-                f"{'yes' if st.holds_vip else '-':<5} {'yes' if st.mounted else '-'}"
+                f"{'yes' if st.holds_vip else '-':<5} {'yes' if st.mounted else '-':<8} "
+                f"{_flag(client):<12} {_flag(lock):<5} {fenced}"
                 + (f"  ({st.error})" if st.error else "")
             )
+        health = next((st.ceph.health for st in statuses if st.ceph and st.ceph.health), None)
+        print(f"ceph: {health or 'not reached'}")
     for p in problems:
         print(f"cluster: {p}")
 

@@ -8,6 +8,7 @@ every destructive scenario on a stack with an address outside 198.18.0.0/15.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json as _json
 import sys
@@ -18,7 +19,7 @@ from invoke import task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
+from components.bundle import PATHS, Bundle, Secrets, authorized_keys, render_cluster
 from components.cli.common import load_stack, require
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.converge import drill as drillmod
@@ -26,14 +27,23 @@ from components.converge import fleet, status
 from components.converge.probe import Look, VipSsh, parallel_look
 from components.converge.ssh import Access
 from components.lab import LabError, health, load_lab, node_run
+from components.lab import ceph as labceph
 from components.lab.faults import LabFaults
 from components.lab.plan import Lab
 
+_CLIENT = "--lab-client--"
+
 
 def lab_look(lab: Lab) -> Look:
-    """A look at every lab node with its own tools (one nsenter round trip per node)."""
+    """A look at every lab node with its own tools (one nsenter round trip per node), then at
+    Ceph's watchers of the image (with the lab's admin key), AFTER the nodes: a node whose
+    client Ceph no longer lists was fenced, and its mount cannot write. Asking Ceph last means
+    a mount seen writable was writable at least until the nodes were looked at."""
     s = lab.settings
-    command = status.status_command(s.interface, s.xfs_label)
+    command = status.status_command(s.interface, PATHS.rbd_device(s.rbd_pool, s.rbd_image))
+    # the client address the lab's rbd unit recorded when it mapped the image
+    command += f"; echo {_CLIENT}; cat /run/lab/rbd.client 2>/dev/null"
+    clients: dict[str, str] = {}
 
     def one(name: str) -> status.NodeStatus:
         ip = str(s.node(name).ip)
@@ -41,9 +51,25 @@ def lab_look(lab: Lab) -> Look:
             r = node_run(lab.stack, name, command, timeout=10)
         except LabError as e:
             return status.NodeStatus(name, ip, "UNREACHABLE", False, False, str(e))
-        return status.parse_status(name, ip, str(s.vip.ip), s.mount_point, r.stdout)
+        out, _, client = r.stdout.partition(_CLIENT)
+        clients[name] = client.strip()
+        return status.parse_status(name, ip, str(s.vip.ip), s.mount_point, out)
 
-    return parallel_look([n.name for n in lab.nodes], one)
+    nodes = parallel_look([n.name for n in lab.nodes], one)
+
+    def look() -> list[status.NodeStatus]:
+        statuses = nodes()
+        watchers = labceph.watchers(lab)
+        if watchers is None:
+            return statuses
+        return [
+            dataclasses.replace(
+                st, fenced=bool(clients.get(st.name)) and (clients[st.name] not in watchers)
+            )
+            for st in statuses
+        ]
+
+    return look
 
 
 @dataclass
@@ -139,6 +165,8 @@ def describe(r: drillmod.Result) -> list[str]:
         f"    broken {b.invariant}: {b.detail}" + (f"\n      sample {b.sample}" if b.sample else "")
         for b in r.broken
     ]
+    if r.fenced:
+        lines.append(f"    fenced (mounted, writes refused by Ceph): {', '.join(r.fenced)}")
     if r.broken and r.known_break:
         lines.append(f"    known: {r.known_break}")
     lines += [f"    note: {n}" for n in r.notes]

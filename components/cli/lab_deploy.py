@@ -5,6 +5,7 @@
     env              print the Pulumi environment as shell ``export`` lines
     deployed STACK   exit 0 when the lab's backend holds the stack, 1 otherwise
     tsig STACK       print the lab's TSIG key (for ``pulumi config set --secret``, via a pipe)
+    ceph-key STACK   print the lab Ceph's key of client.<cephUser> (the same way)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from components.config import PROJECT_ROOT, load_stack_file, stack_file
 from components.lab import deploy
-from components.lab.secrets import LabSecretsError, dns_tsig_secret
+from components.lab.secrets import LabSecretsError, ceph_key, dns_tsig_secret
 
 
 def main(argv: list[str]) -> int:
@@ -27,10 +28,11 @@ def main(argv: list[str]) -> int:
             print(f"export {name}={shlex.quote(value)}")
     elif command == "deployed":
         return 0 if deploy.deployed(stack) else 1
-    elif command == "tsig":
+    elif command in ("tsig", "ceph-key"):
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
+        secret = dns_tsig_secret if command == "tsig" else ceph_key
         try:
-            sys.stdout.write(dns_tsig_secret(s, stack, PROJECT_ROOT))
+            sys.stdout.write(secret(s, stack, PROJECT_ROOT))
         except LabSecretsError as e:
             print(f"lab_deploy: {e}", file=sys.stderr)
             return 2

@@ -148,6 +148,13 @@ KEYS: tuple[Key, ...] = (
     _k("rbdImage", str, "veeamrepo", "RBD image mapped on every node."),
     _k("xfsLabel", str, "veeamrepo", "XFS label of the volume (1-12 bytes, no / or space)."),
     _k("mountPoint", str, "/mnt/veeamrepo", "Where the MASTER mounts the volume."),
+    _k(
+        "xfsMountOptions",
+        str,
+        "",
+        "Options of the MASTER's XFS mount (mount -o), comma-separated; empty for the"
+        " defaults. The lab sets nouuid: its two nodes share one kernel.",
+    ),
     _k("cephMonitors", list, REQUIRED, "Ceph monitor addresses."),
     _k("cephUser", str, "veeamrepo", "Ceph client name (client.<name>), limited to the pool."),
     _k(

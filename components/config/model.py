@@ -98,6 +98,7 @@ class Settings:
     rbd_pool: str
     rbd_image: str
     xfs_label: str
+    xfs_mount_options: str
     mount_point: str
     ceph_monitors: tuple[str, ...]
     ceph_user: str

@@ -81,6 +81,20 @@ def xfs_label(c: Check) -> None:
         c.bad("xfsLabel", f"{label!r} {'; '.join(wrong)}")
 
 
+MOUNT_OPTION = re.compile(r"[a-z][a-z0-9_]*(=[A-Za-z0-9_.:-]+)?")
+
+
+def mount_options(c: Check) -> None:
+    """``mount -o`` options: a comma-separated list of plain words (no shell, no spaces)."""
+    value = str(c.v["xfsMountOptions"])
+    if value and not all(MOUNT_OPTION.fullmatch(o) for o in value.split(",")):
+        c.bad(
+            "xfsMountOptions",
+            f"{value!r} must be comma-separated mount options like nouuid,noatime "
+            "(letters, digits, _ and option=value)",
+        )
+
+
 def ceph_names(c: Check) -> None:
     """Pool, image and user are arguments of ``rbd map``: never an option, never . or .."""
     for name in ("rbdPool", "rbdImage", "cephUser"):

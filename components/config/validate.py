@@ -21,6 +21,7 @@ from components.config.storage import (
     ceph_keyring,
     ceph_names,
     ceph_repo,
+    mount_options,
     normal_mount,
     xfs_label,
 )
@@ -107,6 +108,7 @@ def _names(c: _Check) -> None:
 
 def _volume(c: _Check) -> None:
     xfs_label(c)
+    mount_options(c)
     ceph_names(c)
     ceph_keyring(c)
     ceph_repo(c)

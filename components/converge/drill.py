@@ -22,23 +22,21 @@ from components.converge.invariants import Broken
 from components.converge.probe import Look, Sample, Sampler, VipProber, VipSsh
 from components.converge.writer import Writer
 
-FENCE = (
-    "expected until the fence exists: nobody releases the old master's mount; the Ceph fence "
-    "issue (fence_before_mount) is what fixes it"
-)
-
 
 @dataclass(frozen=True)
 class Scenario:
     """A fault and how the cluster must answer it. ``flow``: failover (the survivor takes
     over), holder (same, with a file held open on the volume), return (failover, then the old
-    master comes back), flap (NIC flaps), restart (keepalived restarted on every node)."""
+    master comes back), flap (NIC flaps), restart (keepalived restarted on every node), heal
+    (failover while the old master may still run, then ``heal`` undoes the fault: the Ceph
+    fence alone keeps the old master from writing)."""
 
     key: str
     title: str
     faults: tuple[str, ...]
     flow: str = "failover"
     known_break: str | None = None
+    heal: str | None = None
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -46,16 +44,30 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("master-sshd-killed", "sshd killed on the master (kill -9)", ("kill_sshd",)),
     Scenario("master-keepalived-stop", "keepalived stopped on the master", ("stop_keepalived",)),
     Scenario(
-        "master-keepalived-sigkill",
-        "keepalived SIGKILLed on the master",
-        ("kill_keepalived",),
-        known_break=FENCE,
+        "master-keepalived-sigkill", "keepalived SIGKILLed on the master", ("kill_keepalived",)
     ),
-    Scenario("master-crash", "master node crash", ("crash",), known_break=FENCE),
+    Scenario("master-crash", "master node crash, its lock left behind", ("crash",)),
     Scenario("old-master-returns", "old master returns as BACKUP", ("nic_down",), "return"),
     Scenario("open-file-on-demotion", "file held open on the volume", ("nic_down",), "holder"),
     Scenario("master-nic-flaps", "master NIC flaps 5 times in 10 s", ("nic_flap",), "flap"),
     Scenario("keepalived-restart-both", "keepalived restarted on both", ("restart",), "restart"),
+    Scenario(
+        "partition", "VRRP partition both ways, then healed", ("partition",), "heal", heal="heal"
+    ),
+    Scenario(
+        "partition-one-way",
+        "the master's adverts lost (one-way partition), then healed",
+        ("partition_oneway",),
+        "heal",
+        heal="heal",
+    ),
+    Scenario(
+        "hung-master",
+        "the master's keepalived frozen past the takeover, then thawed",
+        ("freeze_keepalived",),
+        "heal",
+        heal="thaw_keepalived",
+    ),
 )
 BY_KEY = {s.key: s for s in SCENARIOS}
 
@@ -100,6 +112,8 @@ class Result:
     samples: int = 0
     worst_gap: float = 0.0
     acked: int = 0
+    fenced: list[str] = field(default_factory=list)
+    """Nodes seen with the volume mounted over a fenced Ceph client (writes refused)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +127,7 @@ class Result:
             "samples": self.samples,
             "worst_sample_gap_s": round(self.worst_gap, 3),
             "records_acked": self.acked,
+            "fenced_mounts_seen": self.fenced,
         }
 
 
@@ -200,6 +215,13 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
         _wait(sampler, cond, prober, host, ref, hold=floor, timeout=45)
         res.recovery = _recovery(sampler, prober, cond, host, ref)
         back = 0.0
+        if scenario.flow == "heal" and scenario.heal:
+            time.sleep(floor + 1)  # the fault outlasts the takeover
+            target.inject(scenario.heal, master)
+            healed = time.monotonic() - t0
+            say(f"{scenario.key}: {scenario.heal} at t={healed:.2f}s")
+            time.sleep(1.0)
+            _wait(sampler, inv.settled, prober, None, healed, hold=floor + 2, timeout=60)
         if scenario.flow == "return":
             target.inject("nic_up", master)
             back = time.monotonic() - t0
@@ -210,6 +232,7 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     writer.stop()
     samples = list(sampler.samples)
     res.samples, res.worst_gap, res.acked = len(samples), sampler.worst_gap, len(writer.acked)
+    res.fenced = sorted({n.name for x in samples for n in x.nodes if n.mounted and n.fenced})
     if res.recovery is None:
         res.notes.append(f"not recovered within 45 s of the fault at t={ref:.2f}s")
     res.broken += inv.single_mount(samples)

@@ -4,7 +4,8 @@ Why separate: the invariants are the definition of "the HA works", and they must
 a scenario. Each check returns what broke and the sample that broke it; a scenario that is
 known to break one (no fence yet) still gets the same check, and the break is reported.
 
-    I1 single-mount   at every sample the volume is mounted on at most one node
+    I1 single-writer  at every sample the volume is mounted writable on at most one node (a
+                      mount whose Ceph client was fenced cannot write and does not count)
     I2 one-holder     once settled exactly one node holds the VIP, and it has the mount
     I3 ssh-on-vip     ssh to the VIP with the shared host keys only works before and after
     I4 writes-kept    every record the writer saw acknowledged reads back after recovery
@@ -19,7 +20,7 @@ from typing import Any
 from components.converge.probe import Sample
 
 INVARIANTS = {
-    "I1": "the volume is mounted on at most one node at every sample",
+    "I1": "the volume is mounted writable on at most one node at every sample",
     "I2": "once settled exactly one node holds the VIP and it is the one with the mount",
     "I3": "ssh to the VIP (shared host keys only) works before and after",
     "I4": "every acknowledged record reads back after recovery",
@@ -39,13 +40,14 @@ class Broken:
 
 
 def single_mount(samples: Sequence[Sample]) -> list[Broken]:
-    """I1 at every sample; reports the first sample with two mounts (and how many there were)."""
-    bad = [x for x in samples if len(x.mounted()) > 1]
+    """I1 at every sample; reports the first sample with two writable mounts (and how many
+    there were). A mount over a fenced client is not writable: Ceph refuses its I/O."""
+    bad = [x for x in samples if len(x.writable()) > 1]
     if not bad:
         return []
     first = bad[0]
     detail = (
-        f"volume mounted on {', '.join(first.mounted())} at once "
+        f"volume mounted writable on {', '.join(first.writable())} at once "
         f"({len(bad)} of {len(samples)} samples, first at t={first.t:.2f}s)"
     )
     return [Broken("I1", detail, first.brief())]

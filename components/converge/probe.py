@@ -38,6 +38,10 @@ class Sample:
     def mounted(self) -> list[str]:
         return [n.name for n in self.nodes if n.mounted]
 
+    def writable(self) -> list[str]:
+        """Nodes with the volume mounted and their Ceph client not fenced: they can write."""
+        return [n.name for n in self.nodes if n.mounted and not n.fenced]
+
     def vip_holders(self) -> list[str]:
         return [n.name for n in self.nodes if n.holds_vip]
 
@@ -48,7 +52,7 @@ class Sample:
         """``t=1.23s repo1 FAULT vip=- mnt=yes | repo2 ...``: the sample in one line."""
         parts = [
             f"{n.name} {n.vrrp_state} vip={'yes' if n.holds_vip else '-'} "
-            f"mnt={'yes' if n.mounted else '-'}"
+            f"mnt={'yes' if n.mounted else '-'}{' (fenced)' if n.fenced else ''}"
             for n in self.nodes
         ]
         return f"t={self.t:.2f}s " + " | ".join(parts)

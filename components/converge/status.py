@@ -36,19 +36,74 @@ class NodeStatus:
     holds_vip: bool
     mounted: bool
     error: str | None = None
+    ceph: CephView | None = None
+    """What Ceph says of this node's client (``fab status``, the converge); None: not asked."""
+    fenced: bool | None = None
+    """The client under this node's mount is blocklisted (a drill's look): the mount cannot
+    write. None: not known."""
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["error"] is None:
-            del d["error"]
+        for optional in ("error", "ceph", "fenced"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
 
-def status_command(interface: str, label: str) -> str:
+@dataclass(frozen=True)
+class CephView:
+    """Ceph's view of one node, asked with the node's own Ceph client (``cephUser``). A field
+    is None when Ceph could not be asked."""
+
+    client: bool | None
+    """A client of this node (its address) has the image open: its mapping is live."""
+    holds_lock: bool | None
+    """This node's client holds the image's exclusive lock (the MASTER's, once it wrote)."""
+    blocklisted: int | None
+    """Blocklist entries of this node's address: its fenced clients (they expire in 1 h)."""
+    health: str | None
+
+
+def ceph_command(s: Settings) -> str:
+    """Ask Ceph, as the node's client, for the image's watchers and lock, the blocklist and the
+    cluster's health; each bounded (an unreachable Ceph must not stall a status)."""
+    image = shlex.quote(f"{s.rbd_pool}/{s.rbd_image}")
+    rbd = f"timeout 10 rbd --id {shlex.quote(s.ceph_user)}"
+    ceph = f"timeout 15 ceph --id {shlex.quote(s.ceph_user)} --connect-timeout 10"
+    return "; ".join(
+        (
+            f"echo {_SEP}; {rbd} status {image} 2>/dev/null || echo ceph-failed",
+            f"echo {_SEP}; {rbd} lock ls {image} 2>/dev/null || echo ceph-failed",
+            f"echo {_SEP}; {ceph} osd blocklist ls 2>/dev/null || echo ceph-failed",
+            f"echo {_SEP}; {ceph} health 2>/dev/null || echo ceph-failed",
+        )
+    )
+
+
+def parse_ceph(ip: str, watchers: str, locks: str, blocklist: str, health: str) -> CephView:
+    def failed(text: str) -> bool:
+        return "ceph-failed" in text
+
+    def ours(addr: str) -> bool:
+        return addr.split(":", 1)[0] == ip
+
+    addrs = [ln.split("=", 1)[1].split()[0] for ln in watchers.split() if ln.startswith("watcher=")]
+    owners = [ln.split()[-1] for ln in locks.splitlines() if ln.startswith("client.")]
+    entries = [ln.split()[0] for ln in blocklist.splitlines() if ln.strip()]
+    return CephView(
+        client=None if failed(watchers) else any(ours(a) for a in addrs),
+        holds_lock=None if failed(locks) else any(ours(a) for a in owners),
+        blocklisted=None if failed(blocklist) else sum(ours(e) for e in entries),
+        health=None if failed(health) else " ".join(health.split()) or None,
+    )
+
+
+def status_command(interface: str, device: str) -> str:
+    """``device``: the mapped image's symlink (PATHS.rbd_device): resolved, never read (a node
+    cut off from Ceph hangs on any read of it)."""
     return (
         f'echo "active=$(systemctl is-active {PATHS.keepalived_unit} 2>/dev/null)"; '
-        'echo "volume=$(blkid -c /dev/null -o device -t '
-        f'{shlex.quote("LABEL=" + label)} 2>/dev/null | tr "\\n" " ")"; '
+        f'echo "volume=$(readlink -e {shlex.quote(device)})"; '
         f'echo "journal=$(tail -n 1 {STATE_JOURNAL} 2>/dev/null)"; echo {_SEP}; '
         f"ip -o addr show dev {shlex.quote(interface)} 2>/dev/null; echo {_SEP}; "
         "cat /proc/self/mounts"
@@ -56,7 +111,7 @@ def status_command(interface: str, label: str) -> str:
 
 
 def parse_status(name: str, ip: str, vip: str, mount_point: str, stdout: str) -> NodeStatus:
-    head, addrs, mounts = [*stdout.split(_SEP), "", ""][:3]
+    head, addrs, mounts, *ceph = [*stdout.split(_SEP), "", ""]
     fields = dict(ln.partition("=")[::2] for ln in head.splitlines() if "=" in ln)
     active = fields.get("active", "").strip()
     journal = (fields.get("journal", "").split() or [""])[0]
@@ -68,13 +123,15 @@ def parse_status(name: str, ip: str, vip: str, mount_point: str, stdout: str) ->
         vrrp_state=state,
         holds_vip=facts.parse_holds_vip(addrs, vip),
         mounted=facts.parse_mounted(mounts, mount_point, devices),
+        ceph=parse_ceph(ip, *ceph[:4]) if len(ceph) >= 4 else None,
     )
 
 
 def node_status(c: Connection, s: Settings, name: str) -> NodeStatus:
-    """The status of the node behind ``c`` (one round trip)."""
-    command = status_command(s.interface, s.xfs_label)
-    r = c.run(command, hide=True, warn=True, in_stream=False, timeout=30)
+    """The status of the node behind ``c`` (one round trip), with Ceph's view of it."""
+    command = status_command(s.interface, PATHS.rbd_device(s.rbd_pool, s.rbd_image))
+    command += "; " + ceph_command(s)
+    r = c.run(command, hide=True, warn=True, in_stream=False, timeout=60)
     return parse_status(name, str(c.host), str(s.vip.ip), s.mount_point, r.stdout)
 
 
@@ -93,4 +150,10 @@ def cluster_problems(statuses: list[NodeStatus]) -> list[str]:
         problems.append(f"volume mounted on {', '.join(mounted) or 'no node'}")
     others = [s for s in statuses if s.name not in masters and s.vrrp_state != "BACKUP"]
     problems += [f"{s.name} is {s.vrrp_state}, want BACKUP" for s in others if masters]
+    problems += [
+        f"Ceph lists no client of {s.name} on the image (fenced, or not mapped): it maps "
+        "afresh on its next notify call (through FAULT)"
+        for s in statuses
+        if s.ceph is not None and s.ceph.client is False
+    ]
     return problems

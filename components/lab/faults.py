@@ -15,6 +15,9 @@ import shlex
 from components.lab.net import LabError, node_run
 from components.lab.plan import Lab
 
+# a locally administered MAC no lab NIC has: frames sent to it reach nobody
+NOWHERE_MAC = "02:00:5e:00:de:ad"
+
 # pids of processes living in this node (its network namespace), except this shell
 _NODE_PIDS = (
     "me=$(readlink /proc/self/ns/net); for d in /proc/[0-9]*; do p=${d#/proc/}; "
@@ -40,8 +43,45 @@ class LabFaults:
     def sh(self, node: str, script: str, timeout: float = 60) -> str:
         return node_run(self.lab.stack, node, script, check=True, timeout=timeout).stdout
 
+    def _cut(self, node: str) -> str:
+        """No frame from ``node`` reaches its peers: each peer's address is pinned to a MAC
+        nobody has (a permanent neighbour entry), so its VRRP adverts (unicast in the lab) are
+        dropped by the peers' NICs, while Ceph (on the bridge's address) stays reachable. A
+        blackhole route would not do: keepalived's VRRP socket bypasses the routing table."""
+        peers = [str(n.address.ip) for n in self.lab.nodes if n.name != node]
+        nic = self.nic
+        return "; ".join(
+            f"ip neigh replace {p} lladdr {NOWHERE_MAC} dev {nic} nud permanent" for p in peers
+        )
+
+    def _uncut(self, node: str) -> str:
+        peers = [str(n.address.ip) for n in self.lab.nodes if n.name != node]
+        cut = f"lladdr {NOWHERE_MAC} "
+        return (
+            "; ".join(
+                f"ip neigh show {p} dev {self.nic} | grep -q {shlex.quote(cut)} && "
+                f"ip neigh del {p} dev {self.nic}"
+                for p in peers
+            )
+            + "; true"
+        )
+
     def inject(self, fault: str, node: str) -> None:
+        both = {
+            # VRRP dropped both ways: every node stops reaching every other
+            "partition": self._cut,
+            "heal": self._uncut,
+        }
+        if fault in both:
+            for n in self.lab.nodes:
+                self.sh(n.name, both[fault](n.name))
+            return
         scripts = {
+            # only the master's adverts are lost: it still hears its peers
+            "partition_oneway": self._cut(node),
+            # keepalived frozen (a stunned VM's daemon), later thawed: it wakes up MASTER
+            "freeze_keepalived": f"kill -STOP $({_node_pids_named('keepalived')})",
+            "thaw_keepalived": f"kill -CONT $({_node_pids_named('keepalived')})",
             "nic_down": f"ip link set {self.nic} down",
             "nic_up": f"ip link set {self.nic} up",
             "kill_sshd": "kill -9 $(cat /run/sshd.pid)",
@@ -71,17 +111,18 @@ class LabFaults:
         return str(pid) in r.stdout.split()
 
     def reset(self) -> None:
-        """Every node back to bare-but-ready: NIC up, sshd running (its stale sessions gone),
-        keepalived stopped, the volume unmounted (holders killed), no VIP, no stray drill
-        process. The next converge
-        starts keepalived in priority order."""
+        """Every node back to bare-but-ready: NIC up, no partition, sshd running (its stale
+        sessions gone), keepalived thawed and stopped, the volume unmounted (holders killed),
+        no VIP, no stray drill process. The next converge starts keepalived in priority
+        order."""
         s = self.lab.settings
         mp = shlex.quote(s.mount_point)
         vip = shlex.quote(s.vip.with_prefixlen)
         for n in self.lab.nodes:
             self.sh(
                 n.name,
-                f"ip link set {self.nic} up; "
+                f"ip link set {self.nic} up; {self._uncut(n.name)}; "
+                f'p=$({_node_pids_named("keepalived")}); [ -n "$p" ] && kill -CONT $p; '
                 "systemctl stop keepalived >/dev/null 2>&1; "
                 f'p=$({_node_pids_named("keepalived")}); [ -n "$p" ] && kill -9 $p; '
                 f"for p in $({_node_pids_named('sleep')}); do kill -9 $p; done; "

@@ -2,8 +2,9 @@
 
 ``lab_up(stack)`` builds, from ``Pulumi.<stack>.yaml``, one bare node per stack node; a Fabric
 converge then turns them into repo nodes exactly as it would real VMs. ``lab_down(stack)``
-removes everything. sshd, keepalived, mount and XFS are the real programs; the only stand-in is
-``scripts/node/lab-systemctl`` (nodes have no systemd).
+removes everything. sshd, keepalived, mount, XFS and Ceph are the real programs; the stand-ins are
+``scripts/node/lab-systemctl`` (nodes have no systemd) and, in its rbd unit, rbd-fuse plus a
+loop device for the kernel's ``rbd map`` (this kernel has no rbd module).
 
 Topology of the sim stack (addresses from the stack file; all inside 198.18.0.0/15)::
 
@@ -23,13 +24,15 @@ Topology of the sim stack (addresses from the stack file; all inside 198.18.0.0/
     |  /usr/local/bin /root /run        |     |  /usr/local/bin /root /run        |
     |  /mnt/veeamrepo  systemctl (lab)  |     |  /mnt/veeamrepo  systemctl (lab)  |
     | sshd on :22 (own host keys)       |     | sshd on :22 (own host keys)       |
+    | own /dev: rbd-fuse -> /dev/loopN  |     | own /dev: rbd-fuse -> /dev/loopN  |
     +-----------------+-----------------+     +-----------------+-----------------+
-                      |        /dev is shared by all           |
-                      +------ /dev/loopN: XFS "veeamrepo" -----+
-                              (sparse .lab/sim/rbd.img, the stand-in for the mapped RBD image)
+                      |   each node's own Ceph client (its IP)  |
+                      +--> ceph-mon + memstore ceph-osd on 198.18.50.1 (host, cephx)
+                           pool rbd, image veeamrepo: XFS "veeamrepo", exclusive-lock
 
-Made: .lab/<stack>/ (node directories, image, state.json), /run/repo-cluster/<stack>/ (the
-nodes' /run and /tmp, namespace files), the operator key (.lab/ssh/) when missing.
+Made: .lab/<stack>/ (node directories, ceph/, state.json), /run/repo-cluster/<stack>/ (the
+nodes' /run and /tmp, namespace files, Ceph pid files), the operator key (.lab/ssh/) when
+missing.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from components.lab import ceph as labceph
 from components.lab import dns as labdns
 from components.lab import net as labnet
 from components.lab import node as labnode
@@ -63,7 +67,8 @@ __all__ = [
 
 TOOLS = (
     *("ip", "nsenter", "unshare", "mount", "umount", "findmnt", "setsid", "sysctl"),
-    *("sshd", "ssh-keygen", "keepalived", "mkfs.xfs", "losetup", "blkid", "findfs"),
+    *("sshd", "ssh-keygen", "keepalived", "mkfs.xfs", "losetup", "blkid", "findfs", "mknod"),
+    *labceph.TOOLS,
 )
 Say = Callable[[str], None]
 
@@ -86,7 +91,8 @@ def leftovers(lab: Lab) -> list[str]:
     found += [f"link {v}" for v in (n.veth for n in lab.nodes) if labnet.link_exists(v)]
     if labnet.link_exists(lab.bridge):
         found.append(f"bridge {lab.bridge}")
-    found += [f"loop device {d}" for d in labnode.loops_of(lab.image)]
+    found += [f"loop device {d}" for d in labnode.loops_of(lab)]
+    found += labceph.leftovers(lab)
     found += [f"{p}" for p in (lab.runtime, *lab.made_paths()) if p.exists()]
     return found
 
@@ -99,8 +105,8 @@ def health(lab: Lab) -> list[str]:
     problems: list[str] = []
     if not labnet.link_exists(lab.bridge):
         problems.append(f"bridge {lab.bridge} missing")
-    if state.device not in labnode.loops_of(lab.image):
-        problems.append(f"loop device {state.device} no longer holds {lab.image}")
+    if not labceph.healthy(lab):
+        problems.append("the lab's Ceph is not running (or lost the image)")
     for n in lab.nodes:
         files = labnet.ns_files(lab.stack, n.name)
         if not all(labnet.is_mountpoint(f) for f in files.values()):
@@ -172,12 +178,8 @@ def _build(lab: Lab, state: State, say: Say) -> None:
     state.save(lab)
     operator_pub = lab.key_file.with_name(lab.key_file.name + ".pub").read_text()
 
-    state.device = labnode.make_volume(lab)
-    state.save(lab)
-    labnode.check_label(lab, state.device)
-    say(f"lab {lab.stack}: XFS '{lab.settings.xfs_label}' on {state.device} ({lab.image.name})")
-
     labnet.make_bridge(lab.bridge, lab.gateway)
+    say(f"lab {lab.stack}: {labceph.up(lab)}")
     ns = labnet.ns_dir(lab.stack)
     ns.mkdir(parents=True, exist_ok=True)
     labnet.run(["mount", "--bind", str(ns), str(ns)])
@@ -188,9 +190,8 @@ def _build(lab: Lab, state: State, say: Say) -> None:
     for n in lab.nodes:
         labnet.make_netns(n.name)
         labnet.plug_node(n.name, lab.settings.interface, n.address, n.veth, lab.bridge)
-        labnode.write_node_tree(lab, n, operator_pub, state.device)
+        labnode.write_node_tree(lab, n, operator_pub)
         labnode.make_mount_ns(lab, n)
-        labnode.check_label_in_node(lab, n, state.device)
         state.sshd_pids[n.name] = labnode.start_sshd(lab, n)
         state.save(lab)
         pid = state.sshd_pids[n.name]
@@ -227,6 +228,9 @@ def _teardown(lab: Lab, say: Say) -> None:
     state = State.load(lab) or State(stack=lab.stack)
     if labdns.down(lab):
         say(f"lab {lab.stack}: stopped named")
+    # found while the nodes' rbd-fuse still run: a stopped rbd-fuse takes its directory with it,
+    # and with it the backing file's path by which these are told apart
+    loops = labnode.loops_of(lab)
     killed = labprocs.kill_all(lab.ns_files())
     # daemons whose namespace files are already gone (removed by hand) are found by their pids
     recorded = [p for p in _recorded_pids(lab, state) if labprocs.is_lab_daemon(p)]
@@ -234,10 +238,12 @@ def _teardown(lab: Lab, say: Say) -> None:
     killed += recorded
     if killed:
         say(f"lab {lab.stack}: stopped {len(killed)} process(es) in the nodes")
-    devices = labnode.loops_of(lab.image)
+    # detach first: a loop device still in use detaches once unmounted
+    for device in loops:
+        labnet.run(["losetup", "--detach", device], check=False)
     for n in lab.nodes:
         if labnet.is_mountpoint(labnet.ns_files(lab.stack, n.name)["mount"]):
-            labnode.unmount_volume_in(lab, n, devices)
+            labnode.unmount_volume_in(lab, n)
     ns = labnet.ns_dir(lab.stack)
     for f in lab.ns_files():
         if f.parent == ns and labnet.is_mountpoint(f):
@@ -248,8 +254,11 @@ def _teardown(lab: Lab, say: Say) -> None:
         labnet.delete_netns(n.name)
         labnet.delete_link(n.veth)
     labnet.delete_link(lab.bridge)
-    for device in devices:
-        labnet.run(["losetup", "--detach", device])
+    for device in loops:
+        if labnet.run(["losetup", "--list", "--noheadings", device], check=False).stdout:
+            labnet.run(["losetup", "--detach", device], check=False)
+    if labceph.down(lab):
+        say(f"lab {lab.stack}: stopped Ceph")
     shutil.rmtree(lab.runtime, ignore_errors=True)
     _rmdir_if_empty(labnet.RUNTIME_ROOT)
     for made in lab.made_paths():

@@ -1,4 +1,4 @@
-"""A lab node's own files, its mount namespace, its sshd, and the shared XFS volume.
+"""A lab node's own files, its mount namespace with its own /dev, and its sshd.
 
 A node's directories live under ``.lab/<stack>/nodes/<node>/`` (persistent, gitignored) and
 ``/run/repo-cluster/<stack>/nodes/<node>/`` (its /run and /tmp); its mount namespace binds them
@@ -35,12 +35,29 @@ NODE_FILES = ("etc/resolv.conf", "etc/hostname", "etc/hosts")
 SSHD_PID = "/run/sshd.pid"
 
 _SETUP = """set -e
+node=$1
+shift
 # drop the copies of the host's namespace files (they would pin other namespaces alive)
 findmnt -rn -t nsfs -o TARGET | sort -r | while read -r t; do umount "$t"; done
-# a sysfs of the node's own network namespace, as `ip netns exec` gives
+# a sysfs of the node's own network namespace, as `ip netns exec` gives, with fusectl (the
+# lab's rbd unit aborts a dead rbd-fuse connection there instead of waiting on it)
 mount -t sysfs sysfs /sys
-hostname "$1"
-shift
+mount -t fusectl fusectl /sys/fs/fuse/connections
+# the node's own /dev: only its own block devices (its mapped image), as on a VM, so
+# `mount -L` and blkid never see the other node's copy of the volume
+mount -t tmpfs -o mode=0755,nosuid,size=1m lab-dev /dev
+dev() { mknod -m "$1" "/dev/$2" c "$3" "$4"; }
+dev 0666 null 1 3; dev 0666 zero 1 5; dev 0666 full 1 7; dev 0666 random 1 8
+dev 0666 urandom 1 9; dev 0666 tty 5 0; dev 0666 fuse 10 229; dev 0600 loop-control 10 237
+mkdir /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
+ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
+hostname "$node"
 while [ "$#" -gt 0 ]; do mount --bind "$1" "$2"; shift 2; done
 """
 
@@ -108,7 +125,13 @@ def ensure_host_targets(lab: Lab) -> list[str]:
     return created
 
 
-def write_node_tree(lab: Lab, node: LabNode, operator_pub: str, device: str) -> None:
+def fuse_dir(lab: Lab, node: LabNode) -> str:
+    """Where the node's rbd-fuse shows the image (in the node's own /run): named after the
+    stack and node, so the host tells the lab's loop devices by their backing file."""
+    return f"/run/lab/rbd/{lab.stack}.{node.name}"
+
+
+def write_node_tree(lab: Lab, node: LabNode, operator_pub: str) -> None:
     """The node's own directories and files, as a fresh server would have them."""
     s = lab.settings
     for d in NODE_DIRS:
@@ -141,9 +164,8 @@ def write_node_tree(lab: Lab, node: LabNode, operator_pub: str, device: str) -> 
         "LAB_STACK": lab.stack,
         "LAB_NODE": node.name,
         "LAB_RBD_IMAGE": s.rbd_image,
-        "LAB_XFS_LABEL": s.xfs_label,
-        "LAB_RBD_DEVICE": device,
-        "LAB_BACKING_FILE": str(lab.image),
+        "LAB_FUSE_DIR": fuse_dir(lab, node),
+        "LAB_NODE_IP": str(node.address.ip),
     }
     (node.runtime / "run/lab/env").write_text(
         "# lab facts for the lab's systemctl stand-in, written by `fab lab-up`\n"
@@ -206,58 +228,35 @@ def ensure_operator_key(key: Path) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- the "RBD" volume
+# --------------------------------------------------------------------------- the mapped images
 
 
-def loops_of(image: Path) -> list[str]:
-    """Loop devices backed by the lab image (also after the image was deleted)."""
-    out = run(["losetup", "--list", "--noheadings", "--raw", "-O", "NAME,BACK-FILE"], check=False)
+def loops_of(lab: Lab) -> list[str]:
+    """Loop devices of the lab's nodes (on their rbd-fuse files). Read in each node's mount
+    namespace (from the host, a file of another namespace has no full path) and from sysfs
+    (``losetup --list``), which never touches the backing file: a stat of a file on a dead
+    rbd-fuse could hang."""
     found = []
-    for line in out.stdout.splitlines():
-        name, _, back = line.partition(" ")
-        back = back.replace("\\x20", " ")
-        if back == str(image) or back == f"{image} (deleted)":
-            found.append(name)
+    for n in lab.nodes:
+        mount_ns = ns_files(lab.stack, n.name)["mount"]
+        if not mount_ns.exists():
+            continue
+        listing = ["losetup", "--list", "--noheadings", "--raw", "-O", "NAME,BACK-FILE"]
+        out = run(["nsenter", f"--mount={mount_ns}", *listing], check=False)
+        for line in out.stdout.splitlines():
+            name, _, back = line.partition(" ")
+            if back.replace("\\x20", " ").startswith(fuse_dir(lab, n) + "/"):
+                found.append(name)
     return found
 
 
-def make_volume(lab: Lab) -> str:
-    """A sparse image with a real XFS filesystem labelled as the stack says, on a loop device."""
-    with open(lab.image, "wb") as fh:
-        fh.truncate(VOLUME_MIB * 1024 * 1024)
-    run(["mkfs.xfs", "-q", "-L", lab.settings.xfs_label, str(lab.image)])
-    return run(["losetup", "--find", "--show", str(lab.image)]).stdout.strip()
-
-
-def check_label(lab: Lab, device: str) -> None:
-    """Only our loop device carries the label, so `mount -L` in a node cannot pick another."""
-    label = lab.settings.xfs_label
-    out = run(["blkid", "-c", "/dev/null", "-o", "device", "-t", f"LABEL={label}"], check=False)
-    others = sorted(set(out.stdout.split()) - {device})
-    if others:
-        raise LabError(
-            f"other block devices also carry the XFS label {label!r}: {', '.join(others)}; "
-            "`mount -L` in the nodes would be ambiguous (detach them first)"
-        )
-
-
-def check_label_in_node(lab: Lab, node: LabNode, device: str) -> None:
-    """`mount -L` resolves the label to the lab's device inside the node. There is no udev (no
-    /dev/disk/by-label): libblkid falls back to scanning the devices, which finds it."""
-    label = lab.settings.xfs_label
-    out = node_exec(lab.stack, node.name, ["findfs", f"LABEL={label}"])
-    if out.stdout.strip() != device:
-        raise LabError(
-            f"in node {node.name}, LABEL={label} resolves to {out.stdout.strip() or 'nothing'} "
-            f"({out.stderr.strip()}), expected {device}"
-        )
-
-
-def unmount_volume_in(lab: Lab, node: LabNode, devices: list[str]) -> None:
-    """Unmount the lab volume wherever a node still has it mounted (before its namespace goes)."""
+def unmount_volume_in(lab: Lab, node: LabNode) -> None:
+    """Unmount whatever the node still has mounted on the mount point, and its rbd-fuse
+    directory (before its namespace goes; its rbd-fuse is already killed, so nothing waits)."""
     files = ns_files(lab.stack, node.name)
-    for device in devices:
-        find = ["findmnt", "-rn", "-S", device, "-o", "TARGET"]
-        out = run(["nsenter", f"--mount={files['mount']}", *find], check=False)
-        for target in reversed(out.stdout.split()):
-            run(["nsenter", f"--mount={files['mount']}", "umount", target])
+    enter = ["nsenter", f"--mount={files['mount']}"]
+    for target in (lab.settings.mount_point, fuse_dir(lab, node)):
+        while run([*enter, "mountpoint", "-q", target], check=False).returncode == 0:
+            if run([*enter, "umount", target], check=False, timeout=30).returncode != 0:
+                run([*enter, "umount", "-l", target], check=False)
+                break

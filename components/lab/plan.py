@@ -39,7 +39,6 @@ class Lab:
     runtime: Path
     bridge: str
     gateway: ipaddress.IPv4Interface
-    image: Path
     key_file: Path
     nodes: tuple[LabNode, ...]
 
@@ -52,7 +51,6 @@ class Lab:
         with the lab's own secrets a converge without Pulumi state made (labsecrets.py)."""
         return [
             self.dir / "nodes",
-            self.image,
             self.state_file,
             self.dir / SECRETS_FILE,
             self.dir / "first-contact.json",  # host keys trusted on first contact
@@ -71,7 +69,6 @@ class State:
     made_lab_root: bool = False
     made_key_dir: str | None = None
     host_paths: list[str] = field(default_factory=list)
-    device: str | None = None
     sshd_pids: dict[str, int] = field(default_factory=dict)
     complete: bool = False
 
@@ -125,7 +122,6 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
         runtime=runtime,
         bridge=labnet.ifname("rc-br", stack),
         gateway=ipaddress.IPv4Interface(f"{s.gateway}/{s.vip.network.prefixlen}"),
-        image=home / "rbd.img",
         key_file=s.ssh_key_path(repo),
         nodes=nodes,
     )

@@ -70,9 +70,30 @@ def dns_tsig_secret(s: Settings, stack: str, root: Path) -> str:
     return s.dns_tsig_secret.value or str(_doc(s, stack, root)["dns_tsig_secret"])
 
 
+def ceph_key(s: Settings, stack: str, root: Path) -> str:
+    """The key of client.<cephUser>: the stack's own if it sets one, else the lab Ceph's."""
+    _require_lab(s, stack)
+    if s.ceph_keyring.value:
+        return s.ceph_keyring.value
+    file = lab_dir(root, stack) / "ceph" / f"client.{s.ceph_user}.key"
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise LabSecretsError(
+            f"no Ceph key for client.{s.ceph_user} in the lab ({file} missing): "
+            f"run `fab lab-up --stack {stack}`"
+        ) from None
+
+
 def load_or_create(s: Settings, stack: str, root: Path) -> Secrets:
-    """The lab's secrets for ``stack``, generated on first use and kept for the lab's life."""
+    """The lab's secrets for ``stack``, generated on first use and kept for the lab's life;
+    the Ceph key is the lab Ceph's (or the stack's own; a placeholder, named by
+    ``Secrets.placeholders``, while the lab's Ceph is not up)."""
     doc = _doc(s, stack, root)
     keys = tuple(HostKey(**k) for k in doc["host_keys"])
     generated = None if s.vrrp_auth_pass.available else doc["vrrp_auth_pass"]
-    return Secrets.resolve(s, host_keys=keys, vrrp_auth_pass=generated)
+    try:
+        key: str | None = ceph_key(s, stack, root)
+    except LabSecretsError:
+        key = None
+    return Secrets.resolve(s, host_keys=keys, vrrp_auth_pass=generated, ceph_keyring=key)

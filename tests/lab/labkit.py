@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.lab import Lab, LabNode, node_exec
+from components.lab import ceph as labceph
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAB = ROOT / ".venv" / "bin" / "fab"
@@ -110,6 +111,37 @@ def lab_daemons() -> list[str]:
     return found
 
 
+def rbd_unit(lab: Lab) -> tuple[str, str]:
+    """The rbd unit's name and a body whose ExecStart maps the stack's image, as rendered."""
+    s = lab.settings
+    body = (
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        f"ExecStart=/usr/bin/rbd map {s.rbd_pool}/{s.rbd_image} --id {s.ceph_user}\n"
+    )
+    return f"rbd-{s.rbd_image}.service", body
+
+
+def write_ceph_client(lab: Lab, node: str) -> None:
+    """What the converge gives a node for its Ceph client: ceph.conf and the client keyring,
+    with the lab Ceph's monitor and key."""
+    s = lab.settings
+    key = labceph.client_key(lab)
+    assert key, "the lab's Ceph has no client key"
+    conf = f"[global]\nmon_host = {labceph.monitor(lab)}\n"
+    keyring = f"[client.{s.ceph_user}]\n\tkey = {key}\n"
+    node_exec(STACK, node, ["tee", "/etc/ceph/ceph.conf"], input=conf, check=True)
+    path = f"/etc/ceph/ceph.client.{s.ceph_user}.keyring"
+    node_exec(STACK, node, ["tee", path], input=keyring, check=True)
+
+
+def export_image(lab: Lab, dest: Path) -> None:
+    """The stack's image as Ceph holds it, into a (sparse) file on the host."""
+    s = lab.settings
+    image = f"{s.rbd_pool}/{s.rbd_image}"
+    r = sh(*labceph.admin(lab, "rbd"), "export", "--no-progress", image, dest, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 def what_is_left(lab: Lab) -> list[str]:
     """Anything of the stack's lab still on this machine, found with the system's tools."""
     left: list[str] = []
@@ -121,8 +153,12 @@ def what_is_left(lab: Lab) -> list[str]:
     }
     left += [f"link {x}" for x in (lab.bridge, *(n.veth for n in lab.nodes)) if x in links]
     left += [
-        f"loop {line}" for line in sh("losetup", "-a").stdout.splitlines() if str(lab.dir) in line
+        f"loop {line}"
+        for line in sh("losetup", "-a").stdout.splitlines()
+        if f"/run/lab/rbd/{lab.stack}." in line
     ]
+    left += [f"ceph daemon {c}" for c in sh("pgrep", "-a", "ceph-").stdout.splitlines()]
+    left += [f"rbd-fuse {c}" for c in sh("pgrep", "-a", "rbd-fuse").stdout.splitlines()]
     mounts = Path("/proc/self/mountinfo").read_text().splitlines()
     left += [f"mount {m}" for m in mounts if str(lab.runtime) in m or str(lab.dir) in m]
     left += [f"path {p}" for p in (lab.runtime, *lab.made_paths()) if p.exists()]

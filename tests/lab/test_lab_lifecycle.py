@@ -19,9 +19,11 @@ from tests.lab.labkit import (
     keepalived_conf,
     lab_daemons,
     pid_alive,
+    rbd_unit,
     sh,
     wait_for,
     what_is_left,
+    write_ceph_client,
 )
 
 pytestmark = pytest.mark.lab
@@ -62,17 +64,24 @@ def test_lab_down_removes_a_busy_lab_and_can_run_again(no_lab: Lab) -> None:
     up = fab("lab-up", "--stack", STACK)
     assert up.returncode == 0, up.stderr
     one, two = plan.nodes[:2]
-    # make it busy: keepalived running in one node, the volume mounted in the other, a stray
-    # process in each
+    # make it busy: keepalived running in one node, the image mapped in both (rbd-fuse and a
+    # loop device each) and mounted in the other, a stray process in each
     conf = keepalived_conf(plan, one, two)
     node_exec(STACK, one.name, ["tee", "/etc/keepalived/keepalived.conf"], input=conf, check=True)
     assert node_exec(STACK, one.name, ["systemctl", "start", "keepalived"]).returncode == 0
+    rbd, body = rbd_unit(plan)
+    for n in plan.nodes:
+        write_ceph_client(plan, n.name)
+        node_exec(STACK, n.name, ["tee", f"/etc/systemd/system/{rbd}"], input=body, check=True)
+        started = node_exec(STACK, n.name, ["systemctl", "start", rbd])
+        assert started.returncode == 0, started.stderr
     mount = node_run(STACK, two.name, f"mount -L {s.xfs_label} {s.mount_point}")
     assert mount.returncode == 0, mount.stderr
     for n in plan.nodes:
         node_run(STACK, n.name, "setsid -f sleep 600 </dev/null >/dev/null 2>&1", check=True)
     pids = labprocs.pids_in(plan.ns_files())
-    assert len(pids) >= 5, pids  # 2 sshd, keepalived (+ children), 2 sleep
+    assert len(pids) >= 9, pids  # 2 sshd, keepalived (+ children), 2 rbd-fuse (+ watchdog), 2 sleep
+    assert "/run/lab/rbd/" in sh("losetup", "-a").stdout
     assert lab_daemons()
 
     down = fab("lab-down", "--stack", STACK)

@@ -18,9 +18,11 @@ from tests.lab.labkit import (
     keepalived_conf,
     keyscan,
     pid_alive,
+    rbd_unit,
     sh,
     ssh,
     wait_for,
+    write_ceph_client,
 )
 
 pytestmark = pytest.mark.lab
@@ -92,12 +94,18 @@ def test_volume_mounted_in_one_node_is_invisible_elsewhere(sim_lab: Lab) -> None
     s = sim_lab.settings
     one, two = (n.name for n in sim_lab.nodes[:2])
     mp = shlex.quote(s.mount_point)
-    rbd = f"rbd-{s.rbd_image}.service"
-    unit = f"/etc/systemd/system/{rbd}"
     for node in (one, two):  # a plain empty directory, as on a freshly installed server
         # mountpoint(1): 32 = "not a mount point" (1 would be an error, e.g. no such dir)
         assert node_exec(STACK, node, ["mountpoint", "-q", s.mount_point]).returncode == 32
         assert node_exec(STACK, node, ["ls", "-A", s.mount_point]).stdout == ""
+    # each node maps the image with its own Ceph client; only node one mounts it
+    rbd, body = rbd_unit(sim_lab)
+    unit = f"/etc/systemd/system/{rbd}"
+    for node in (one, two):
+        write_ceph_client(sim_lab, node)
+        node_exec(STACK, node, ["tee", unit], input=body, check=True)
+        started = node_exec(STACK, node, ["systemctl", "start", rbd])
+        assert started.returncode == 0, started.stderr
     mount = node_run(STACK, one, f"mount -L {shlex.quote(s.xfs_label)} {mp}")
     assert mount.returncode == 0, mount.stderr
     try:
@@ -108,15 +116,15 @@ def test_volume_mounted_in_one_node_is_invisible_elsewhere(sim_lab: Lab) -> None
         assert node_exec(STACK, two, ["ls", "-A", s.mount_point]).stdout == ""
         assert sh("findmnt", s.mount_point).returncode == 1, "the node's mount reached the host"
         # like `rbd unmap`, the rbd unit will not stop under a mounted volume
-        node_run(STACK, one, f"printf '[Unit]\\n' > {unit}", check=True)
-        assert node_exec(STACK, one, ["systemctl", "start", rbd]).returncode == 0
         busy = node_exec(STACK, one, ["systemctl", "stop", rbd])
         assert busy.returncode != 0 and "busy" in busy.stderr
     finally:
         node_run(STACK, one, f"umount {mp}")
     assert node_exec(STACK, one, ["findmnt", s.mount_point]).returncode == 1
-    assert node_exec(STACK, one, ["systemctl", "stop", rbd]).returncode == 0
-    node_exec(STACK, one, ["rm", "-f", unit])
+    for node in (one, two):
+        assert node_exec(STACK, node, ["systemctl", "stop", rbd]).returncode == 0
+        assert node_exec(STACK, node, ["losetup", "--list", "--noheadings"]).stdout == ""
+        node_exec(STACK, node, ["rm", "-f", unit])
 
 
 def test_lab_systemctl_runs_real_keepalived(sim_lab: Lab) -> None:
@@ -174,15 +182,12 @@ def test_lab_systemctl_restarts_sshd_over_ssh(sim_lab: Lab, known_hosts: Path) -
 
 
 def test_lab_systemctl_rbd_unit_and_unknown_units(sim_lab: Lab) -> None:
-    s = sim_lab.settings
     one, two = (n.name for n in sim_lab.nodes[:2])
-    rbd = f"rbd-{s.rbd_image}.service"
+    rbd, body = rbd_unit(sim_lab)
     missing = node_exec(STACK, one, ["systemctl", "start", rbd])
     assert missing.returncode == 5 and "not found" in missing.stderr
     unit = f"/etc/systemd/system/{rbd}"
-    body = (
-        f"[Service]\nType=oneshot\nRemainAfterExit=yes\n# ExecStart=/bin/mount -L {s.xfs_label}\n"
-    )
+    write_ceph_client(sim_lab, two)
     node_exec(STACK, two, ["tee", unit], input=body, check=True)
     try:
         assert node_exec(STACK, two, ["systemctl", "is-active", rbd]).returncode == 3

@@ -143,10 +143,12 @@ class Notify:
     def env(self) -> dict[str, str]:
         # BLKID_FILE: a private blkid cache. Without udev, `mount -L` trusts the shared cache
         # for 2 s after a probe, so a loop device reused by the previous test would still
-        # carry its old label there.
+        # carry its old label there. PATH: the Ceph double first (see CEPH_DOUBLE).
         return {
             **os.environ,
+            "PATH": f"{self.state_dir.parent / 'ceph-double'}:{os.environ['PATH']}",
             "KEEPALIVEDNOTIFY_STATE_DIR": str(self.state_dir),
+            "KEEPALIVEDNOTIFY_DEVICE": self.volume.device,
             "BLKID_FILE": str(self.state_dir.parent / "blkid.tab"),
         }
 
@@ -173,6 +175,25 @@ class Notify:
         return path.read_text().splitlines() if path.exists() else []
 
 
+# A double of the Ceph CLI for this tier only: these tests are about the notify script's
+# ordering, mount and release on a loop device, without a Ceph cluster. It answers as Ceph
+# does when the fence has nothing to do (this node's client has the image open, no other
+# client, no lock); with a file "fenced" beside it, only the peer's client has the image open;
+# with "unreachable", it fails as an unreachable Ceph does.
+# The fence itself runs against the lab's real Ceph: tests/lab/test_fence.py.
+CEPH_DOUBLE = """#!/bin/bash
+[ -e "$(dirname "$0")/unreachable" ] && { echo "error connecting to the cluster" >&2; exit 110; }
+case " $* " in
+*" status "*)
+    ip=198.18.50.161
+    [ -e "$(dirname "$0")/fenced" ] && ip=198.18.50.162
+    printf 'Watchers:\\n\\twatcher=%s:0/42 client.42 cookie=1\\n' "$ip" ;;
+*" lock ls "*) ;;
+*) echo "ceph double: unexpected $*" >&2; exit 1 ;;
+esac
+"""
+
+
 @pytest.fixture
 def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> Iterator[Notify]:
     mount_point = tmp_path / "mnt" / "veeamrepo"
@@ -185,6 +206,11 @@ def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> It
     check_script = tmp_path / "chk-volume.sh"
     check_script.write_bytes(bundle.file(PATHS.volume_check).content)
     check_script.chmod(0o755)
+    double = tmp_path / "ceph-double"
+    double.mkdir()
+    for tool in ("rbd", "ceph"):
+        (double / tool).write_text(CEPH_DOUBLE)
+        (double / tool).chmod(0o755)
     try:
         yield Notify(script, tmp_path / "state", mount_point, xfs_volume, namespaces["vip"])
     finally:
@@ -272,11 +298,9 @@ def test_unknown_state_fails_and_changes_nothing(notify: Notify) -> None:
     check(notify.call("BACKUP"))
 
 
-def test_fence_refusal_prevents_the_mount(notify: Notify) -> None:
-    text = notify.script.read_text()
-    hook = "fence_before_mount() {\n    return 0\n}"
-    assert hook in text
-    notify.script.write_text(text.replace(hook, "fence_before_mount() {\n    return 1\n}"))
+def test_no_mount_when_ceph_cannot_be_asked(notify: Notify) -> None:
+    """The fence cannot be completed without Ceph: the MASTER call does not mount."""
+    (notify.state_dir.parent / "ceph-double" / "unreachable").touch()
     r = notify.call("MASTER")
     assert r.returncode != 0
     assert notify.source() is None
@@ -409,3 +433,8 @@ def test_volume_check_fails_only_for_a_master_without_the_volume(notify: Notify)
     assert volume_check(notify.netns) == 0
     check(notify.call("STOP"))
     assert volume_check(notify.netns) != 0
+    (notify.state_dir.parent / "ceph-double" / "unreachable").touch()
+    assert volume_check(bare) == 0  # Ceph cannot be asked: no evidence, no failover
+    (notify.state_dir.parent / "ceph-double" / "unreachable").unlink()
+    (notify.state_dir.parent / "ceph-double" / "fenced").touch()
+    assert volume_check(bare) != 0  # Ceph lists no client of this node: fenced, leave
