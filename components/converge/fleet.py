@@ -148,6 +148,13 @@ class Outcome:
         }
 
 
+def settle_timeout(s: Settings) -> float:
+    """How long a cluster may take to settle after a converge: the election (3 adverts), then
+    the first MASTER's fence of the peer's idle client and the peer's way back (chk_volume's 3
+    failures 2 s apart, FAULT, a fresh mapping)."""
+    return 3 * s.advert_interval + 25
+
+
 def converge_stack(
     s: Settings,
     bundles: Mapping[str, Bundle],
@@ -161,5 +168,5 @@ def converge_stack(
     results = converge_cluster(s, bundles, access, only=only, report=report)
     if not verify:
         return Outcome(results, [], [])
-    statuses, problems = wait_for_cluster(s, access, timeout=3 * s.advert_interval + 10)
+    statuses, problems = wait_for_cluster(s, access, timeout=settle_timeout(s))
     return Outcome(results, statuses, problems)

@@ -57,7 +57,9 @@ def one_holder(last: Sample | None) -> list[Broken]:
     """I2 on the settled (last) sample."""
     if last is None:
         return [Broken("I2", "no sample taken")]
-    holders, mounted = last.vip_holders(), last.mounted()
+    # the mount that counts is a writable one: a fenced leftover (the lab's crashed node keeps
+    # its kernel, and so its dead mount) serves nobody
+    holders, mounted = last.vip_holders(), last.writable()
     if len(holders) == 1 and mounted == holders:
         return []
     detail = (

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -28,18 +29,18 @@ MON_ID = "a"
 OSD_ID = 0
 IMAGE_MIB = 300  # the smallest XFS that xfsprogs 6 makes
 PG_NUM = 8
-# exclusive-lock: the lock the fence breaks; layering: what every client (krbd 3.10 too) knows
+# exclusive-lock: the lock the fence breaks; layering: every client (krbd 3.10 too) knows it
 IMAGE_FEATURES = "layering,exclusive-lock"
 TOOLS = ("ceph-mon", "ceph-osd", "ceph-authtool", "monmaptool", "ceph", "rbd", "rbd-fuse")
 START_WAIT = 60.0
 
 
 def home(lab: Lab) -> Path:
-    return lab.dir / "ceph"
+    return lab.dir / "ceph"  # config, keyrings, monitor store, logs
 
 
 def run_dir(lab: Lab) -> Path:
-    return lab.runtime / "ceph"
+    return lab.runtime / "ceph"  # pid files, admin sockets
 
 
 def conf(lab: Lab) -> Path:
@@ -68,10 +69,7 @@ def check_plan(lab: Lab) -> list[str]:
     """Why the stack cannot use the lab's Ceph; empty when it can."""
     mons = [m.split(":")[0] for m in lab.settings.ceph_monitors]
     if mons != [monitor(lab)]:
-        return [
-            f"cephMonitors must be the lab bridge's address [{monitor(lab)}] (the lab's monitor "
-            f"listens there), not {lab.settings.ceph_monitors}"
-        ]
+        return [f"cephMonitors must be the lab bridge's address [{monitor(lab)}], not {mons}"]
     return []
 
 
@@ -115,9 +113,6 @@ log_file =
 """
 
 
-# --------------------------------------------------------------------------- processes
-
-
 def _pid(lab: Lab, daemon: str) -> int | None:
     """The pid of our ceph-mon/ceph-osd, only if it runs with this lab's config."""
     with suppress(OSError, ValueError):
@@ -153,10 +148,9 @@ def healthy(lab: Lab) -> bool:
     return run([*admin(lab, "rbd"), "info", image], check=False, timeout=20).returncode == 0
 
 
-def _ceph(lab: Lab, *args: str, stdin: str | None = None) -> str:
+def _ceph(lab: Lab, *args: str) -> str:
     r = subprocess.run(
         [*admin(lab), "--connect-timeout", "20", *args],
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -166,13 +160,12 @@ def _ceph(lab: Lab, *args: str, stdin: str | None = None) -> str:
     return r.stdout
 
 
-def _wait(what: str, ok: object) -> None:
+def _wait(what: str, ok: Callable[[], bool]) -> None:
     deadline = time.monotonic() + START_WAIT
-    while time.monotonic() < deadline:
-        if ok():  # type: ignore[operator]
-            return
+    while not ok():
+        if time.monotonic() > deadline:
+            raise LabError(f"lab Ceph: {what} within {START_WAIT:.0f}s")
         time.sleep(0.2)
-    raise LabError(f"lab Ceph: {what} within {START_WAIT:.0f}s")
 
 
 # --------------------------------------------------------------------------- up / down
@@ -302,5 +295,4 @@ def down(lab: Lab) -> bool:
 
 def leftovers(lab: Lab) -> list[str]:
     found = [f"ceph-{d} pid {p}" for d, p in daemons(lab).items()]
-    found += [str(p) for p in (home(lab), run_dir(lab)) if p.exists()]
-    return found
+    return found + [str(p) for p in (home(lab), run_dir(lab)) if p.exists()]

@@ -90,8 +90,11 @@ class LabFaults:
             "restart_keepalived": "systemctl restart keepalived",
             # every keepalived process at once: no child survives to say goodbye
             "kill_keepalived": f"kill -9 $({_node_pids_named('keepalived')})",
-            # every process of the node, then its NIC: the kernel (and the mount) stays
-            "crash": f"kill -9 $({_NODE_PIDS}) 2>/dev/null; ip link set {self.nic} down",
+            # every process of the node, then its NIC, and the VIP with it (a dead VM's address
+            # answers nobody); the lab's shared kernel keeps the node's mount, which the
+            # peer's fence has made unwritable
+            "crash": f"kill -9 $({_NODE_PIDS}) 2>/dev/null; ip link set {self.nic} down; "
+            f"ip addr del {self.lab.settings.vip.with_prefixlen} dev {self.nic} 2>/dev/null; true",
         }
         if fault not in scripts:
             raise LabError(f"unknown lab fault {fault!r}")

@@ -207,6 +207,9 @@ def test_keepalived_drop_in_facts(renders) -> None:
                 "ExecStop=",  # clears the packaged unit's list
                 f"ExecStop={PATHS.notify_script} INSTANCE {r.settings.vrrp_instance} STOP",
                 f"TimeoutStopSec={RELEASE_TIMING.stop_timeout}",
+                f"ExecStopPost={PATHS.notify_script} INSTANCE {r.settings.vrrp_instance} STOP",
+                "Restart=on-failure",
+                "RestartSec=2",
             ]
             conf = bundle.file("/etc/keepalived/keepalived.conf").content.decode()
             assert f"vrrp_instance {r.settings.vrrp_instance} {{" in conf.splitlines()

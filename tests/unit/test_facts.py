@@ -169,3 +169,59 @@ CLUSTERS = [
 def test_cluster_problems(nodes, problems):
     statuses = [status.NodeStatus(n, "ip", s, v, m) for n, s, v, m in nodes]
     assert status.cluster_problems(statuses) == problems
+
+
+# what `rbd status`, `rbd lock ls`, `ceph osd blocklist ls` and `ceph health` print (Ceph 16)
+WATCHERS = """Watchers:
+\twatcher=198.18.50.162:0/2242025909 client.4181 cookie=139815144211536
+\twatcher=198.18.50.161:0/948355672 client.4141 cookie=140042643181680
+"""
+LOCKS = """There is 1 exclusive lock on this image.
+Locker       ID                    Address
+client.4141  auto 140042643181680  198.18.50.161:0/948355672
+"""
+BLOCKLIST = "198.18.50.162:0/1203836116 2026-12-02T02:24:47.291405+0000\n"
+
+
+def test_parse_status_with_the_ceph_view():
+    out = "active=active\nvolume=/dev/loop0\njournal=MASTER 1\n--repo-cluster--\n" + IP_ADDR
+    out += "--repo-cluster--\n" + MOUNTS
+    ceph = [WATCHERS, LOCKS, BLOCKLIST, "HEALTH_OK\n"]
+    full = out + "".join(f"--repo-cluster--\n{x}" for x in ceph)
+    st = status.parse_status("repo1", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", full)
+    assert st.ceph == status.CephView(
+        client=True, holds_lock=True, blocklisted=0, health="HEALTH_OK"
+    )
+    peer = status.parse_ceph("198.18.50.162", *ceph)
+    assert peer == status.CephView(client=True, holds_lock=False, blocklisted=1, health="HEALTH_OK")
+    fenced = status.parse_ceph("198.18.50.163", *ceph)
+    assert fenced.client is False
+    down = status.parse_ceph("198.18.50.161", *(["ceph-failed\n"] * 4))
+    assert down == status.CephView(None, None, None, None)
+    # without the Ceph sections (the drill's look): no view, not a false "no client"
+    assert (
+        status.parse_status("r", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", out).ceph
+        is None
+    )
+
+
+def test_a_node_without_a_live_ceph_client_is_a_problem():
+    view = status.CephView(client=False, holds_lock=False, blocklisted=1, health="HEALTH_OK")
+    statuses = [
+        status.NodeStatus("repo1", "ip", "MASTER", True, True),
+        status.NodeStatus("repo2", "ip", "BACKUP", False, False, ceph=view),
+    ]
+    (problem,) = status.cluster_problems(statuses)
+    assert "no client of repo2" in problem and "fenced" in problem
+
+
+def test_a_fenced_mount_is_not_a_second_writer():
+    from components.converge import invariants
+    from components.converge.probe import Sample
+
+    old = status.NodeStatus("repo1", "ip", "MASTER", True, True, fenced=True)
+    new = status.NodeStatus("repo2", "ip", "MASTER", True, True, fenced=False)
+    assert invariants.single_mount([Sample(1.0, (old, new))]) == []
+    unfenced = status.NodeStatus("repo1", "ip", "MASTER", True, True)
+    (broken,) = invariants.single_mount([Sample(2.0, (unfenced, new))])
+    assert broken.invariant == "I1" and "repo1, repo2" in broken.detail

@@ -115,6 +115,18 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("ptr-zone", _set(f"{NS}:dnsPtrZone", "skunkworks.local"), f"{NS}:dnsPtrZone", "in-addr.arpa"),
     # mount points: normalised before the system check, inside system trees refused
     ("mount-2slash-etc", _set(f"{NS}:mountPoint", "//etc"), f"{NS}:mountPoint", "system"),
+    (
+        "mount-options-shell",
+        _set(f"{NS}:xfsMountOptions", "nouuid;reboot"),
+        f"{NS}:xfsMountOptions",
+        "comma-separated",
+    ),
+    (
+        "mount-options-space",
+        _set(f"{NS}:xfsMountOptions", "ro, nouuid"),
+        f"{NS}:xfsMountOptions",
+        "mount options",
+    ),
     ("mount-2slash-usr", _set(f"{NS}:mountPoint", "//usr/lib"), f"{NS}:mountPoint", "system"),
     ("mount-root-ssh", _set(f"{NS}:mountPoint", "/root/.ssh"), f"{NS}:mountPoint", "system"),
     ("mount-var-log", _set(f"{NS}:mountPoint", "/var/log"), f"{NS}:mountPoint", "system"),
