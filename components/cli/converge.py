@@ -64,10 +64,14 @@ def print_outcome(outcome: fleet.Outcome) -> None:
     for name, r in outcome.results.items():
         if r.error:
             print(f"{name}: FAILED after {r.count} change(s): {r.error}")
+        elif r.count or r.actions:
+            print(f"{name}: {r.count} change(s), {len(r.actions)} action(s)")
         else:
-            print(f"{name}: {r.count} change(s)" if r.count else f"{name}: up to date")
+            print(f"{name}: up to date")
         for path in r.changed:
             print(f"    {path}")
+        for action in r.actions:
+            print(f"    ran {action}")
     print_status(outcome.statuses, outcome.problems)
 
 

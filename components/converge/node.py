@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import paramiko
 from fabric import Connection
@@ -24,6 +23,7 @@ from fabric import Connection
 from components.bundle import PATHS, Bundle, packages
 from components.converge import facts, operations
 from components.converge import ssh as sshconn
+from components.converge.result import NodeResult
 from components.converge.trust import Verified, secrets_refusal
 
 CLOUD_INIT_TIMEOUT = 900.0
@@ -35,28 +35,6 @@ class StepError(Exception):
     def __init__(self, step: str, message: str) -> None:
         super().__init__(message)
         self.step = step
-
-
-@dataclass
-class NodeResult:
-    node: str
-    changed: list[str] = field(default_factory=list)
-    """Bundle paths written or re-owned/re-moded."""
-    steps: list[str] = field(default_factory=list)
-    """``step: command`` for every change made, in order."""
-    error: str | None = None
-    """``<node>: <step>: <message>`` when the converge stopped early."""
-    first_contact_fingerprint: str | None = None
-    """The node's own host key, accepted on first contact (None: it had the shared key)."""
-    verified: str | None = None
-    """How the first connection's host key was trusted (:class:`Verified` value)."""
-
-    @property
-    def count(self) -> int:
-        return len(self.changed)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"changed": list(self.changed), "count": self.count, "error": self.error}
 
 
 class StartGate(Protocol):

@@ -2,7 +2,8 @@
 
     host 198.18.50.1 ── bridge ── repo1 198.18.50.161 (priority 101)  sshd, keepalived
                               └── repo2 198.18.50.162 (priority 100)  sshd, keepalived
-    VIP 198.18.50.160 on the MASTER; /dev/loopN: XFS "veeamrepo", mounted on the MASTER only
+    VIP 198.18.50.160 on the MASTER; the Ceph image (XFS "veeamrepo") mapped by both nodes,
+    mounted on the MASTER only
 
 The tests run in file order on one lab (module fixture `sim_lab`, removed at the end, failed
 or not): first converge (trusting the nodes' own keys once) -> files, daemons, one MASTER ->
@@ -223,7 +224,10 @@ def test_cli_names_the_unreachable_node_and_converges_the_other(
     doc = json.loads(r.stdout)
     repo2 = doc["nodes"]["repo2"]
     assert repo2["error"].startswith("repo2: connect: 198.18.50.162:22 unreachable"), repo2
-    assert doc["nodes"]["repo1"] == {"changed": [SYSCTL], "count": 1, "error": None}
+    repo1 = doc["nodes"]["repo1"]
+    assert (repo1["changed"], repo1["count"], repo1["error"]) == ([SYSCTL], 1, None), repo1
+    # every action the run took is reported: the tampered sysctl file was applied again
+    assert any(a.startswith("sysctl: ") for a in repo1["actions"]), repo1
     assert doc["ok"] is False
 
 
@@ -242,6 +246,7 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
     doc = json.loads(r.stdout)
     assert doc["vip"] == "198.18.50.160"
     assert doc["dns"] == "DNS repo-cluster.skunkworks.test -> 198.18.50.160 (on 127.0.0.1:5353)"
+    ceph = [n.pop("ceph") for n in doc["nodes"]]
     assert doc["nodes"] == [
         {
             "name": "repo1",
@@ -258,6 +263,9 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
             "mounted": False,
         },
     ]
+    # Ceph's view, asked with each node's own key: both clients live, the cluster healthy
+    assert [c["client"] for c in ceph] == [True, True], ceph
+    assert all(c["health"].startswith("HEALTH_OK") for c in ceph), ceph
     r = fab(cli_env, "converge", "--stack", STACK, "--lab-secrets")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "repo1: up to date" in r.stdout and "repo2: up to date" in r.stdout
