@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from components.lab import Lab
+from components.lab import ceph as labceph
 from tests.lab.labkit import ROOT, sh, what_is_left
 
 pytestmark = pytest.mark.lab
@@ -88,12 +89,26 @@ def assert_gone(plan: Lab, before: str) -> None:
     assert git_status() == before
 
 
+def assert_both_clients(plan: Lab) -> None:
+    """Ceph's own view (the lab's admin key, from the host): both nodes' clients have the
+    image open, each at its node's address."""
+    watchers = labceph.watchers(plan)
+    assert watchers is not None, "the lab's Ceph did not answer"
+    assert {w.split(":")[0] for w in watchers} == {"198.18.50.161", "198.18.50.162"}, watchers
+
+
 def assert_cluster(out: subprocess.CompletedProcess[str]) -> None:
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
     report = out.stdout.rsplit("VIP 198.18.50.160", 1)[-1]  # fab status, the last word
-    rows = re.findall(r"^(repo\d)\s+\S+\s+(MASTER|BACKUP)\s+(yes|-)\s+(yes|-)\s*$", report, re.M)
-    assert sorted(rows) == [("repo1", "MASTER", "yes", "yes"), ("repo2", "BACKUP", "-", "-")], text
+    # node ip vrrp vip mounted ceph-client lock blocklisted
+    row = r"^(repo\d)\s+\S+\s+(MASTER|BACKUP)\s+(yes|-)\s+(yes|-)\s+(yes|-|\?)\s+\S+\s+\S+\s*$"
+    rows = re.findall(row, report, re.M)
+    assert sorted(rows) == [
+        ("repo1", "MASTER", "yes", "yes", "yes"),
+        ("repo2", "BACKUP", "-", "-", "yes"),
+    ], text
+    assert "ceph: HEALTH_OK" in report, text
     assert f"DNS {NAME} -> 198.18.50.160" in text
     assert dig().strip() == "198.18.50.160"
 
@@ -107,6 +122,7 @@ def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
         )
     first = make("lab")
     assert_cluster(first)
+    assert_both_clients(plan)
     assert re.search(r"\+ \d+ created", first.stdout), first.stdout[-3000:]
     assert "secrets from the lab's Pulumi state" in first.stderr
     assert git_status() == clean
@@ -130,6 +146,7 @@ def test_make_lab_without_the_plugin(plan: Lab, clean: str, tmp_path: Path) -> N
     offline = {"PULUMI_HOME": str(tmp_path / "pulumi-home"), "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0"}
     first = make("lab", offline)
     assert_cluster(first)
+    assert_both_clients(plan)
     assert "pulumi up: SKIPPED" in first.stderr
     assert "secrets from the lab's own secrets" in first.stderr
     assert git_status() == clean
