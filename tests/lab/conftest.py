@@ -2,7 +2,8 @@
 
     host 198.18.50.1 (bridge rc-br-sim) ── veth ── netns repo1: ens160 198.18.50.161, sshd
                                         └─ veth ── netns repo2: ens160 198.18.50.162, sshd
-    /dev/loopN: XFS "veeamrepo" (shared by both nodes)
+    Ceph (mon + memstore osd) on 198.18.50.1: image rbd/veeamrepo (XFS "veeamrepo"), mapped
+    by each node's own client (rbd-fuse + a loop device in the node's own /dev)
 
 These tests own the sim stack's lab while they run: a lab already up is removed first, and every
 fixture removes the lab when it ends, failed test or not. Root is required (namespaces, loop
