@@ -80,6 +80,11 @@ def ceph_command(s: Settings) -> str:
     )
 
 
+def watcher_addresses(rbd_status: str) -> list[str]:
+    """The client addresses (ADDR:PORT/NONCE) in what ``rbd status`` prints."""
+    return [w.split("=", 1)[1] for w in rbd_status.split() if w.startswith("watcher=")]
+
+
 def parse_ceph(ip: str, watchers: str, locks: str, blocklist: str, health: str) -> CephView:
     def failed(text: str) -> bool:
         return "ceph-failed" in text
@@ -87,7 +92,7 @@ def parse_ceph(ip: str, watchers: str, locks: str, blocklist: str, health: str) 
     def ours(addr: str) -> bool:
         return addr.split(":", 1)[0] == ip
 
-    addrs = [ln.split("=", 1)[1].split()[0] for ln in watchers.split() if ln.startswith("watcher=")]
+    addrs = watcher_addresses(watchers)
     owners = [ln.split()[-1] for ln in locks.splitlines() if ln.startswith("client.")]
     entries = [ln.split()[0] for ln in blocklist.splitlines() if ln.strip()]
     return CephView(

@@ -43,25 +43,26 @@ class LabFaults:
     def sh(self, node: str, script: str, timeout: float = 60) -> str:
         return node_run(self.lab.stack, node, script, check=True, timeout=timeout).stdout
 
+    def _peers(self, node: str) -> list[str]:
+        return [str(n.address.ip) for n in self.lab.nodes if n.name != node]
+
     def _cut(self, node: str) -> str:
         """No frame from ``node`` reaches its peers: each peer's address is pinned to a MAC
         nobody has (a permanent neighbour entry), so its VRRP adverts (unicast in the lab) are
         dropped by the peers' NICs, while Ceph (on the bridge's address) stays reachable. A
         blackhole route would not do: keepalived's VRRP socket bypasses the routing table."""
-        peers = [str(n.address.ip) for n in self.lab.nodes if n.name != node]
-        nic = self.nic
         return "; ".join(
-            f"ip neigh replace {p} lladdr {NOWHERE_MAC} dev {nic} nud permanent" for p in peers
+            f"ip neigh replace {p} lladdr {NOWHERE_MAC} dev {self.nic} nud permanent"
+            for p in self._peers(node)
         )
 
     def _uncut(self, node: str) -> str:
-        peers = [str(n.address.ip) for n in self.lab.nodes if n.name != node]
         cut = f"lladdr {NOWHERE_MAC} "
         return (
             "; ".join(
                 f"ip neigh show {p} dev {self.nic} | grep -q {shlex.quote(cut)} && "
                 f"ip neigh del {p} dev {self.nic}"
-                for p in peers
+                for p in self._peers(node)
             )
             + "; true"
         )
