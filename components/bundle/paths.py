@@ -28,6 +28,8 @@ class NodePaths:
     ceph_conf: str = "/etc/ceph/ceph.conf"
     ssh_dir: str = "/etc/ssh"
     unit_dir: str = "/etc/systemd/system"
+    pending_dir: str = "/var/lib/repo-cluster/pending"
+    """The converge's reload markers: one empty file per reload owed to a file it wrote."""
 
     @property
     def notify_journal(self) -> str:

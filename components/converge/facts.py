@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from fabric import Connection
 
+from components.bundle import PATHS
+
 # cloud-init states with nothing left to wait for; "not run"/"disabled": never ran (lab nodes).
 CLOUD_INIT_SETTLED = ("done", "error", "degraded done", "not run", "disabled", "")
 
@@ -153,6 +155,13 @@ def file_states(c: Connection, paths: Sequence[str]) -> dict[str, FileState | No
     if not paths:
         return {}
     return parse_file_states(paths, _run(c, file_states_command(paths)))
+
+
+def reloads_owed(c: Connection) -> list[str]:
+    """The reload markers an earlier converge left (it wrote files, then stopped before the
+    reload): see operations.write_files_script."""
+    out = _run(c, f"ls -1 {shlex.quote(PATHS.pending_dir)} 2>/dev/null || true")
+    return sorted(ln.strip() for ln in out.splitlines() if ln.strip())
 
 
 # --------------------------------------------------------------------------- sysctl, units

@@ -122,6 +122,13 @@ def converge_node(
             run(c, step, cmd, timeout)
             result.steps.append(f"{step}: {cmd}")
 
+    def run_owed(step: str, marker: str, commands: list[str]) -> None:
+        """Run a reload's commands, then drop its marker (if one was left)."""
+        apply(step, commands)
+        if commands or marker in owed:
+            run(c, step, operations.clear_owed(marker))
+
+    owed: list[str] = []
     step = "cloud-init"
     try:
         status = facts.cloud_init_status(c)
@@ -142,6 +149,7 @@ def converge_node(
 
         step = "files"  # every file's digest, mode and owner in one round trip
         states = facts.file_states(c, [f.path for f in bundle.files])
+        owed = facts.reloads_owed(c)  # reloads an earlier run wrote files for, not ran
         changes = operations.file_changes(bundle.files, states)
 
         def write(step: str, subset: list[operations.FileChange]) -> None:
@@ -182,7 +190,7 @@ def converge_node(
         apply(step, operations.apply_sysctl(sysctl_files, changed, live))
 
         step = "units"
-        apply(step, operations.daemon_reload(changed))
+        run_owed(step, operations.DAEMON_RELOAD, operations.daemon_reload(changed, owed))
         units = facts.unit_states(c, bundle.services)
         apply(step, operations.enable_services(bundle.services, units))
         apply(step, operations.start_services(bundle.services, units))
@@ -190,18 +198,19 @@ def converge_node(
         step = "sshd"
         shared = shared_public_keys(bundle)
         if shared:
-            apply(step, operations.restart_sshd(family, changed, presents(c, shared)))
+            restart = operations.restart_sshd(family, changed, presents(c, shared), owed)
+            run_owed(step, operations.SSHD, restart)
             if not presents(c, shared) or operations.host_keys_changed(changed):
                 step = "sshd (reconnect with the shared host key)"
                 _reconnect(c, shared, name)
 
         step = "keepalived"
         active = units.get(PATHS.keepalived_unit, facts.UnitState("", "unknown")).active
-        commands = operations.keepalived(family, changed, active)
+        commands = operations.keepalived(family, changed, active, owed)
         starting = any(cmd.startswith("systemctl start") for cmd in commands)
         if starting and gate is not None:
             gate.wait_turn(name)
-        apply(step, commands)
+        run_owed(step, operations.KEEPALIVED, commands)
         if starting and gate is not None:
             gate.started(c, name)
     except StepError as e:

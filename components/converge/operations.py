@@ -49,14 +49,46 @@ def file_changes(
     return changes
 
 
+# --------------------------------------------------------------------------- reloads owed
+
+DAEMON_RELOAD, KEEPALIVED, SSHD = "daemon-reload", "keepalived", "sshd"
+
+
+def reloads_owed(paths: Iterable[str]) -> list[str]:
+    """The reloads (pending markers) that writing ``paths`` makes owed."""
+    paths = list(paths)
+    owed = []
+    if any(p.startswith(UNIT_DIRS) for p in paths):
+        owed.append(DAEMON_RELOAD)
+    if any(p in (PATHS.keepalived_conf, PATHS.notify_script) for p in paths):
+        owed.append(KEEPALIVED)
+    if any(PATHS.is_host_key(p) for p in paths):
+        owed.append(SSHD)
+    return owed
+
+
+def clear_owed(name: str) -> str:
+    """Done with a reload: its marker goes."""
+    return f"rm -f {q(f'{PATHS.pending_dir}/{name}')}"
+
+
 def write_files_script(changes: Sequence[FileChange]) -> str:
     """A POSIX sh script (fed on stdin, so no content shows in ``ps``) applying ``changes``.
+
+    Before any file is replaced, a marker for each reload the change makes owed goes into
+    ``PATHS.pending_dir``; the converge removes it once the reload ran. A run that fails in
+    between leaves the marker, so the next run finishes the reload although every file
+    already matches (:func:`daemon_reload`, :func:`keepalived`, :func:`restart_sshd`).
 
     Content goes to a ``mktemp`` file in the target directory (created 0600 under umask 077,
     so a secret is never readable by others), gets its owner and mode, then is renamed over
     the target: readers see the old file or the new one, never half of one.
     """
     lines = ["set -eu", "umask 077", "apply() {"]
+    owed = reloads_owed(ch.file.path for ch in changes if ch.content)
+    if owed:
+        markers = " ".join(q(f"{PATHS.pending_dir}/{name}") for name in owed)
+        lines += [f"mkdir -p {q(PATHS.pending_dir)}", f"touch {markers}"]
     for n, ch in enumerate(changes):
         f = ch.file
         path, owner, mode = q(f.path), q(f"{f.owner}:{f.group}"), f"{f.mode:04o}"
@@ -131,8 +163,10 @@ def apply_sysctl(
 # --------------------------------------------------------------------------- units
 
 
-def daemon_reload(changed: Iterable[str]) -> list[str]:
-    return ["systemctl daemon-reload"] if any(p.startswith(UNIT_DIRS) for p in changed) else []
+def daemon_reload(changed: Iterable[str], owed: Iterable[str] = ()) -> list[str]:
+    """After a unit file changed, or when an earlier run wrote one and stopped before this."""
+    needed = any(p.startswith(UNIT_DIRS) for p in changed) or DAEMON_RELOAD in owed
+    return ["systemctl daemon-reload"] if needed else []
 
 
 def enable_services(services: Iterable[str], states: Mapping[str, UnitState]) -> list[str]:
@@ -168,25 +202,32 @@ def host_keys_changed(changed: Iterable[str]) -> bool:
     return any(PATHS.is_host_key(p) for p in changed)
 
 
-def restart_sshd(family: str, changed: Iterable[str], presents_shared_key: bool) -> list[str]:
+def restart_sshd(
+    family: str, changed: Iterable[str], presents_shared_key: bool, owed: Iterable[str] = ()
+) -> list[str]:
     """Restart sshd when the host keys changed, or when it still serves other keys (a converge
-    that installed them but stopped before the restart). ``sshd -t`` first: a config or key
-    sshd cannot load would lock us out after the restart.
+    that installed them but stopped before the restart), or a restart is owed. ``sshd -t``
+    first: a config or key sshd cannot load would lock us out after the restart.
     """
-    if presents_shared_key and not host_keys_changed(changed):
+    if presents_shared_key and not host_keys_changed(changed) and SSHD not in owed:
         return []
     return ["sshd -t", f"systemctl restart {sshd_unit(family)}"]
 
 
-def keepalived(family: str, changed: Iterable[str], active: str) -> list[str]:
-    """Validate then reload on a config/notify change; start when not running.
+def keepalived(
+    family: str, changed: Iterable[str], active: str, owed: Iterable[str] = ()
+) -> list[str]:
+    """Validate then reload on a config/notify change (or one an earlier run wrote and did not
+    reload: ``owed``); start when not running.
 
     A running keepalived is reloaded (SIGHUP re-reads the config and keeps the VRRP state),
     never restarted: a restart of the MASTER's keepalived gives the VIP and the volume away,
     killing the Veeam data movers working on it. keepalived 1.3.5 (el7) has no
     ``--config-test`` (added in 2.0.4): there the reload/start is the test.
     """
-    touched = any(p in (PATHS.keepalived_conf, PATHS.notify_script) for p in changed)
+    touched = KEEPALIVED in owed or any(
+        p in (PATHS.keepalived_conf, PATHS.notify_script) for p in changed
+    )
     running = active == "active"
     if running and not touched:
         return []

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from components.bundle import Bundle, Secrets, authorized_keys, hostkeys, render_cluster
+from components.bundle import PATHS, Bundle, Secrets, authorized_keys, hostkeys, render_cluster
 from components.config import PROJECT_ROOT
-from components.converge import fleet
+from components.converge import fleet, operations
 from components.converge.ssh import Access
 from components.lab import Lab, node_exec
 from components.lab import secrets as labsecrets
@@ -176,6 +176,26 @@ def test_a_tampered_file_is_the_only_change(first, sim_lab, secrets, bundles):
     assert {n: r.changed for n, r in outcome.results.items()} == {"repo1": [], "repo2": [SYSCTL]}
     assert in_node("repo2", "cat", SYSCTL).encode() == bundles["repo2"].file(SYSCTL).content
     assert "sysctl: sysctl -p /etc/sysctl.d/90-repo-cluster.conf" in outcome.results["repo2"].steps
+
+
+def test_a_reload_a_failed_run_owed_is_finished_by_the_next(first, sim_lab, secrets, bundles):
+    """A run that wrote keepalived.conf and the rbd unit, then died before the reloads (its
+    write script is all that ran): every file matches, yet the next run reloads."""
+    b = bundles["repo2"]
+    written = [b.file(PATHS.keepalived_conf), b.file(PATHS.unit_file(PATHS.rbd_unit("veeamrepo")))]
+    script = operations.write_files_script([operations.FileChange(f, True) for f in written])
+    node_exec(STACK, "repo2", ["sh", "-s"], input=script, check=True)
+    owed = in_node("repo2", "ls", PATHS.pending_dir).split()
+    assert owed == ["daemon-reload", "keepalived"], owed
+    outcome = converge(sim_lab, secrets, bundles, trust=False)
+    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    repo2 = outcome.results["repo2"]
+    assert repo2.changed == []
+    assert "units: systemctl daemon-reload" in repo2.steps, repo2.steps
+    assert "keepalived: systemctl reload keepalived.service" in repo2.steps, repo2.steps
+    assert in_node("repo2", "ls", PATHS.pending_dir).split() == []
+    assert converge(sim_lab, secrets, bundles, trust=False).results["repo2"].steps == []
+    wait_for_picture(sim_lab, HEALTHY)
 
 
 # --------------------------------------------------------------------------- the CLI, one node down

@@ -179,6 +179,7 @@ def node_facts(monkeypatch) -> list[list[str]]:
     monkeypatch.setattr(converge.facts, "cloud_init_status", lambda c: "done")
     monkeypatch.setattr(converge.facts, "os_family", lambda c: "debian")
     monkeypatch.setattr(converge.facts, "file_states", lambda c, paths: {})
+    monkeypatch.setattr(converge.facts, "reloads_owed", lambda c: [])
     monkeypatch.setattr(converge.facts, "missing_packages", lambda c, fam, pkgs: [])
     monkeypatch.setattr(converge.facts, "sysctl_values", lambda c, keys: {})
     monkeypatch.setattr(

@@ -317,3 +317,36 @@ def test_el7_bundle_repo_files_go_before_its_packages():
         "/etc/yum.repos.d/ceph.repo",
         "/etc/yum.repos.d/epel.repo",
     ]
+
+
+# --------------------------------------------------------------------------- reloads owed
+
+
+def test_a_write_leaves_the_reloads_it_makes_owed_before_any_file_moves():
+    """A run that writes, then dies before the reload, leaves a marker for the next run."""
+    unit = BundleFile("/etc/systemd/system/rbd-x.service", b"[Unit]\n", 0o644)
+    script = ops.write_files_script(
+        [ops.FileChange(CONF, True), ops.FileChange(unit, True), ops.FileChange(HOSTKEY, True)]
+    )
+    lines = script.splitlines()
+    touch = next(i for i, ln in enumerate(lines) if ln.startswith("touch "))
+    assert touch < next(i for i, ln in enumerate(lines) if ln.startswith("mv "))
+    for name in ("daemon-reload", "keepalived", "sshd"):
+        assert f"/var/lib/repo-cluster/pending/{name}" in lines[touch]
+    # owner/mode only: nothing to reload
+    assert "touch" not in ops.write_files_script([ops.FileChange(CONF, False)])
+
+
+def test_an_owed_reload_runs_though_every_file_matches():
+    assert ops.daemon_reload([], ["daemon-reload"]) == ["systemctl daemon-reload"]
+    assert ops.daemon_reload([], []) == []
+    assert ops.keepalived("debian", [], "active", ["keepalived"]) == [
+        "keepalived -t -f /etc/keepalived/keepalived.conf",
+        "systemctl reload keepalived.service",
+    ]
+    assert ops.keepalived("debian", [], "active", ["sshd"]) == []
+    assert ops.restart_sshd("debian", [], True, ["sshd"]) == [
+        "sshd -t",
+        "systemctl restart ssh.service",
+    ]
+    assert ops.clear_owed("keepalived") == "rm -f /var/lib/repo-cluster/pending/keepalived"
