@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.bundle import cloudinit, packages
+from components.bundle import cloudinit, packages, vrrp
 from components.bundle.model import Bundle, BundleFile
 from components.bundle.paths import PATHS
 from components.bundle.render import render
@@ -75,6 +75,8 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
         peers=s.peers(node),
         dialect=dialect,
         auth_pass=secrets.vrrp_auth_pass,
+        vrrp_marker=vrrp.MARKER,
+        vrrp_digest=vrrp.digest(s, secrets.vrrp_auth_pass),
     )
     files = [
         _text(PATHS.keepalived_conf, conf, 0o600, secret=True),  # holds auth_pass

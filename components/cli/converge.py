@@ -61,6 +61,12 @@ def _stderr(message: str) -> None:
 
 
 def print_outcome(outcome: fleet.Outcome) -> None:
+    if outcome.vrrp_error:
+        print(f"VRRP change refused or stopped, no node converged: {outcome.vrrp_error}")
+    elif outcome.vrrp:
+        print("cluster-wide VRRP change, one node at a time:")
+        for action in outcome.vrrp:
+            print(f"    {action}")
     for name, r in outcome.results.items():
         if r.error:
             print(f"{name}: FAILED after {r.count} change(s): {r.error}")

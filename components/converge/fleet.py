@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import paramiko
 from fabric import Connection
 
-from components.bundle import Bundle
+from components.bundle import PATHS, Bundle
 from components.config import Node, Settings
 from components.converge import node as converge
+from components.converge import rollout, status
 from components.converge import ssh as sshconn
-from components.converge import status
 from components.converge.ssh import Access
 
 Report = Callable[[str], None]
@@ -135,13 +135,22 @@ class Outcome:
     results: dict[str, converge.NodeResult]
     statuses: list[status.NodeStatus]
     problems: list[str]
+    vrrp: tuple[str, ...] = ()
+    """A cluster-wide VRRP change's actions (components/converge/rollout.py), in order."""
+    vrrp_error: str | None = None
+    """Why the cluster-wide VRRP change was refused or stopped: then no node was converged."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(r.error is None for r in self.results.values())
+        return (
+            self.vrrp_error is None
+            and not self.problems
+            and all(r.error is None for r in self.results.values())
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "vrrp": {"actions": list(self.vrrp), "error": self.vrrp_error},
             "nodes": {name: r.as_dict() for name, r in self.results.items()},
             "ok": self.ok,
             "cluster_problems": list(self.problems),
@@ -164,9 +173,16 @@ def converge_stack(
     verify: bool = True,
     report: Report = print,
 ) -> Outcome:
-    """Converge in parallel, then (``verify``) wait, bounded, for one MASTER with VIP+mount."""
+    """A cluster-wide VRRP change first, if one is due (:mod:`components.converge.rollout`);
+    then converge in parallel, then (``verify``) wait, bounded, for one MASTER with VIP+mount.
+    A refused or failed VRRP change converges no node: a per-node reload could split them."""
+    try:
+        confs = {name: b.file(PATHS.keepalived_conf) for name, b in bundles.items()}
+        vrrp = tuple(rollout.apply(s, confs, access, only=only, report=report))
+    except rollout.RolloutError as e:
+        return Outcome({}, [], [], vrrp_error=str(e))
     results = converge_cluster(s, bundles, access, only=only, report=report)
     if not verify:
-        return Outcome(results, [], [])
+        return Outcome(results, [], [], vrrp)
     statuses, problems = wait_for_cluster(s, access, timeout=settle_timeout(s))
-    return Outcome(results, statuses, problems)
+    return Outcome(results, statuses, problems, vrrp)

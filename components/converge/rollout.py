@@ -1,0 +1,194 @@
+"""Cluster-wide VRRP changes without a split brain.
+
+Why: a new auth_pass, virtual router id, advert interval, VIP or unicast peer set reloaded
+node after node leaves, for a while, two keepalived that reject each other's adverts, and both
+become MASTER: two VIPs, and the notify scripts race for the volume. So before the per-node
+converge, the converge looks at the VRRP parameters each running keepalived has on disk (the
+digest line of components/bundle/vrrp.py) and, when a running node's differ from the render:
+
+1. stops keepalived on every running node but one, the *keeper* (the MASTER, else the first
+   running node in start order); a stopped BACKUP has no VIP and no mount to give;
+2. writes the keeper's new keepalived.conf and reloads it: alone, it stays MASTER (a reload
+   keeps the state; a new virtual router id is a new instance: it re-elects itself after
+   3 adverts, no peer runs to contest it);
+3. writes each stopped node's new keepalived.conf and starts it: it joins as BACKUP.
+
+At no moment do two nodes with different parameters both run. A node that cannot be reached
+may run the old parameters: the change is refused, naming it, and nothing is touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import paramiko
+from fabric import Connection
+
+from components.bundle import PATHS, BundleFile, vrrp
+from components.config import Settings
+from components.converge import operations, status
+from components.converge import ssh as sshconn
+from components.converge.node import StepError, feed, run
+from components.converge.ssh import Access
+
+Report = Callable[[str], None]
+
+
+class RolloutError(Exception):
+    """The change cannot be applied safely, or a step of it failed (the message says which)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """A node's keepalived as the rollout sees it. ``running`` None: unreachable."""
+
+    name: str
+    running: bool | None
+    state: str = ""
+    digest: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    keeper: str
+    stopped: tuple[str, ...]
+    """Running nodes stopped first and started again, updated, after the keeper."""
+
+
+def plan(views: Sequence[View], want: str, *, complete: bool = True) -> Plan | None:
+    """None when no running keepalived has parameters other than ``want``. ``views`` in
+    start order; ``complete``: they cover every node of the stack (not a ``--only`` run)."""
+    stale = [v.name for v in views if v.running and v.digest != want]
+    if not stale:
+        return None
+    what = f"the VRRP parameters of {', '.join(stale)} differ from the stack's"
+    unreachable = [v for v in views if v.running is None]
+    if unreachable:
+        seen = "; ".join(f"{v.name}: {v.error}" for v in unreachable)
+        raise RolloutError(
+            f"{what}, and {', '.join(v.name for v in unreachable)} cannot be reached ({seen}): "
+            "a cluster-wide VRRP change must reach every node at once, or a node still running "
+            "the old parameters takes the VIP as well. Bring it back (or remove it from the "
+            "stack) and converge again; nothing was changed"
+        )
+    if not complete:
+        raise RolloutError(f"{what}: a cluster-wide VRRP change converges every node, drop --only")
+    running = [v for v in views if v.running]
+    masters = [v.name for v in running if v.state == "MASTER"]
+    keeper = masters[0] if masters else running[0].name
+    return Plan(keeper, tuple(v.name for v in running if v.name != keeper))
+
+
+def _look(s: Settings, c: Connection, name: str) -> View:
+    st = status.parse_status(
+        name,
+        str(c.host),
+        str(s.vip.ip),
+        s.mount_point,
+        c.run(
+            status.status_command(s.interface, PATHS.rbd_device(s.rbd_pool, s.rbd_image)),
+            hide=True,
+            warn=True,
+            in_stream=False,
+            timeout=30,
+        ).stdout,
+    )
+    conf = c.run(
+        f"grep -F -e '{vrrp.MARKER.strip()}' {PATHS.keepalived_conf} || true",
+        hide=True,
+        warn=True,
+        in_stream=False,
+        timeout=30,
+    ).stdout
+    return View(name, st.vrrp_state != "STOPPED", st.vrrp_state, vrrp.digest_in(conf))
+
+
+def look(s: Settings, access: Access, names: Sequence[str]) -> list[View]:
+    """Every node in ``names`` over a strict connection, in parallel, in that order."""
+
+    def one(name: str) -> View:
+        try:
+            with sshconn.connect(access.target(name, str(s.node(name).ip), strict=True)) as c:
+                return _look(s, c, name)
+        except (OSError, paramiko.SSHException, sshconn.HostKeyError) as e:
+            return View(name, None, error=f"{type(e).__name__}: {e}")
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return list(pool.map(one, names))
+
+
+def _install_conf(c: Connection, conf: BundleFile, family: str, start: bool) -> list[str]:
+    """Write keepalived.conf, validate it, reload (or start) keepalived; the commands run."""
+    script = operations.write_files_script([operations.FileChange(conf, True)])
+    feed(c, "vrrp", "sh -s", script.encode(), 120)
+    commands = operations.keepalived(family, [conf.path], "inactive" if start else "active")
+    for command in commands:
+        run(c, "vrrp", command)
+    run(c, "vrrp", operations.clear_owed(operations.KEEPALIVED))
+    return [f"write {conf.path}", *commands]
+
+
+def apply(
+    s: Settings,
+    confs: Mapping[str, BundleFile],
+    access: Access,
+    *,
+    only: Sequence[str] | None = None,
+    report: Report = print,
+) -> list[str]:
+    """Carry out a cluster-wide VRRP change if one is due (see the module doc); the actions
+    taken, each ``node: action``. RolloutError when it is refused or a step failed.
+    ``confs``: each node's rendered keepalived.conf (Bundle.file(PATHS.keepalived_conf))."""
+    names = [n.name for n in s.start_order]
+    want = vrrp.digest_in(confs[names[0]].content)
+    if want is None:
+        return []
+    complete = only is None or set(names) <= set(only)
+    p = plan(look(s, access, names), want, complete=complete)
+    if p is None:
+        return []
+    actions: list[str] = []
+
+    def did(node: str, what: str) -> None:
+        actions.append(f"{node}: {what}")
+        report(f"{node}: vrrp: {what}")
+
+    report(
+        f"vrrp: cluster-wide change of the VRRP parameters: {', '.join(p.stopped) or 'no peer'} "
+        f"stopped, {p.keeper} updated alone, then the others started"
+    )
+
+    def connect(name: str) -> Connection:
+        return sshconn.connect(access.target(name, str(s.node(name).ip), strict=True))
+
+    try:
+        for name in p.stopped:
+            with connect(name) as c:
+                run(c, "vrrp", f"systemctl stop {PATHS.keepalived_unit}")
+            did(name, f"systemctl stop {PATHS.keepalived_unit}")
+        with connect(p.keeper) as c:
+            for action in _install_conf(c, confs[p.keeper], s.os_family, start=False):
+                did(p.keeper, action)
+            if not _wait_master(s, c, p.keeper):  # all run the new parameters from here on
+                report(f"{p.keeper}: vrrp: not MASTER after its reload; starting the others")
+        for name in p.stopped:
+            with connect(name) as c:
+                for action in _install_conf(c, confs[name], s.os_family, start=True):
+                    did(name, action)
+    except (StepError, OSError, paramiko.SSHException, sshconn.HostKeyError) as e:
+        raise RolloutError(f"cluster-wide VRRP change: {e} (done so far: {actions})") from e
+    return actions
+
+
+def _wait_master(s: Settings, c: Connection, name: str) -> bool:
+    """Whether the keeper is MASTER again (bounded: 3 of its new adverts, and the mount)."""
+    deadline = time.monotonic() + 3 * s.advert_interval + 20
+    while time.monotonic() < deadline:
+        if _look(s, c, name).state == "MASTER":
+            return True
+        time.sleep(0.5)
+    return False

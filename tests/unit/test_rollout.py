@@ -1,0 +1,63 @@
+"""The cluster-wide VRRP change's plan: who is stopped, who keeps the VIP, when it refuses."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from components.bundle import PATHS, Secrets, hostkeys, render_node, vrrp
+from components.converge.rollout import Plan, RolloutError, View, plan
+from tests.kit import stack_settings
+
+NEW, OLD = "n" * 16, "o" * 16
+
+
+def test_nothing_to_do_when_every_running_node_has_the_new_parameters():
+    views = [View("repo1", True, "MASTER", NEW), View("repo2", False, "STOPPED", OLD)]
+    assert plan(views, NEW) is None  # a stopped node gets its file before it starts
+
+
+def test_the_master_keeps_the_vip_and_every_other_running_node_is_stopped_first():
+    views = [
+        View("repo1", True, "BACKUP", OLD),
+        View("repo2", True, "MASTER", OLD),
+        View("repo3", True, "FAULT", NEW),
+    ]
+    assert plan(views, NEW) == Plan("repo2", ("repo1", "repo3"))
+
+
+def test_without_a_master_the_first_running_node_in_start_order_keeps_on():
+    views = [View("repo1", False, "STOPPED", OLD), View("repo2", True, "BACKUP", OLD)]
+    assert plan(views, NEW) == Plan("repo2", ())
+
+
+def test_an_unreachable_node_refuses_the_change_naming_it():
+    views = [View("repo1", True, "MASTER", OLD), View("repo2", None, error="timed out")]
+    with pytest.raises(RolloutError, match=r"repo2 cannot be reached \(repo2: timed out\)"):
+        plan(views, NEW)
+
+
+def test_a_partial_run_refuses_a_cluster_wide_change():
+    views = [View("repo1", True, "MASTER", OLD), View("repo2", True, "BACKUP", OLD)]
+    with pytest.raises(RolloutError, match="drop --only"):
+        plan(views, NEW, complete=False)
+
+
+def test_only_cluster_wide_settings_change_the_digest():
+    s = stack_settings("sim")
+    base = vrrp.digest(s, "pw012345")
+    assert vrrp.digest(s, "pw012346") != base
+    for field, value in (
+        ("advert_interval", 2),
+        ("virtual_router_id", 9),
+        ("unicast", not s.unicast),
+    ):
+        assert vrrp.digest(dataclasses.replace(s, **{field: value}), "pw012345") != base
+    # a node's priority is its own: same digest on every node, whatever their priorities
+    secrets = Secrets.resolve(s, hostkeys.generate("t"), "pw012345")
+    digests = {
+        vrrp.digest_in(render_node(s, n, secrets, ("k",)).file(PATHS.keepalived_conf).content)
+        for n in s.nodes
+    }
+    assert digests == {base}
