@@ -6,7 +6,8 @@ kept in the state: the SSH host keys every node shares, one one-time host key pe
 node's bundle (components/bundle/) is rendered from the settings and those secrets; its
 user-data/meta-data go to the VM (no secret in them: the non-secret files and the node's
 one-time key), and the bundle itself is exposed (``bundles``) for the converge step, which
-installs every file, the secret ones included, after checking the node's host key.
+installs every file, the secret ones included, after checking the node's host key. A
+cluster-wide VRRP change goes first, to every node at once (components/vrrp_rollout.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from components.host_keys import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
 from components.node_converge import NodeConverge, NodeConvergeArgs
 from components.one_time_host_key import OneTimeHostKey
+from components.vrrp_rollout import VrrpRollout, VrrpRolloutArgs
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,18 @@ class RepoCluster(pulumi.ComponentResource):
             # One node after the other, highest priority first: keepalived's first start
             # decides the first MASTER (nopreempt keeps it), so it must be the top priority.
             key_file = str(s.ssh_key_path(args.root))
+            # a cluster-wide VRRP change first, before any node's own step (see the module)
+            rollout = VrrpRollout(
+                f"{name}-vrrp",
+                VrrpRolloutArgs(
+                    config=pulumi_config(secrets=False),
+                    vm_ids=[self.nodes[n.name].vm.id for n in s.nodes],
+                    bundles=self.bundles,
+                    key_file=key_file,
+                    known_host_keys=self.host_keys.public_keys,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
             steps: list[pulumi.Resource] = []
             for n in s.start_order:
                 vm = self.nodes[n.name].vm
@@ -176,7 +190,7 @@ class RepoCluster(pulumi.ComponentResource):
                         first_contact_secrets=s.is_test_net,
                     ),
                     # after the previous node's step: one after the other
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, *steps[-1:]]),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, rollout, *steps[-1:]]),
                 )
                 steps.append(step)
             ClusterCheck(

@@ -2,10 +2,10 @@
 
 Registered per node after its VM (``depends_on``), so ``pulumi up`` ends with every node
 matching its bundle. Inputs: the node's address and SSH access, the trusted host public keys,
-the bundle (serialized, secret) and its digest. ``diff`` reports an update (never a replace)
-when any of them changes, so a new bundle digest converges the node again; ``delete`` stops
-keepalived and unmounts the volume (best effort, bounded, never a lazy unmount) before the VM
-goes away.
+the bundle (serialized, secret) and its digest. ``diff`` reports an update when any of them
+changes, so a new bundle digest converges the node again, and a replace (delete first) when
+the VM is replaced; ``delete`` releases the volume and stops keepalived (best effort, bounded,
+never a lazy unmount) before the VM goes away, whether the VM is destroyed or replaced.
 
 Host keys (components/converge/trust.py): on create, and on an update whose ``vm_id``
 changed (a replaced VM), the node is a new VM: the stack's record forgets what was seen at
@@ -160,7 +160,13 @@ class NodeConvergeProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+        # A new VM (its id changes, or is unknown while the old one is replaced) replaces the
+        # step, delete first: the engine deletes it, so ``delete`` releases the volume on the
+        # old VM, before the old VM is powered off and deleted.
+        replaced = ["vm_id"] if "vm_id" in changed else []
+        return DiffResult(
+            changes=bool(changed), replaces=replaced, delete_before_replace=bool(replaced)
+        )
 
     def _apply(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
         inputs = {k: v for k, v in props.items() if k not in RESULTS and k != "__provider"}

@@ -76,7 +76,7 @@ def plan(views: Sequence[View], want: str, *, complete: bool = True) -> Plan | N
             "stack) and converge again; nothing was changed"
         )
     if not complete:
-        raise RolloutError(f"{what}: a cluster-wide VRRP change converges every node, drop --only")
+        raise RolloutError(f"{what}: a cluster-wide VRRP change converges every node, not a subset")
     running = [v for v in views if v.running]
     masters = [v.name for v in running if v.state == "MASTER"]
     keeper = masters[0] if masters else running[0].name

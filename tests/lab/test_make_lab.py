@@ -13,14 +13,15 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from components.lab import Lab
+from components.lab import Lab, deploy
 from components.lab import ceph as labceph
-from tests.lab.labkit import ROOT, sh, what_is_left
+from tests.lab.labkit import ROOT, cluster_picture, sh, what_is_left
 
 pytestmark = pytest.mark.lab
 
@@ -113,6 +114,50 @@ def assert_cluster(out: subprocess.CompletedProcess[str]) -> None:
     assert dig().strip() == "198.18.50.160"
 
 
+def lab_pulumi(*args: str, event_log: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The Pulumi CLI on the lab's deployment of stack sim, as scripts/lab runs it."""
+    project = deploy.prepare("sim")
+    env = {**os.environ, **deploy.environment(), "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "1"}
+    env["PATH"] = f"{TOOLS / 'tools' / 'bin'}:{env['PATH']}"
+    log = ["--event-log", str(event_log)] if event_log else []
+    return subprocess.run(
+        ["pulumi", *args, "--stack", "sim", "--non-interactive", *log],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def replace_repo1_vm(plan: Lab) -> None:
+    """A replaced VM: its converge step is deleted first, and that delete releases the volume
+    on the old VM before the VM goes (in the lab the node outlives its vcsim VM, so only the
+    release moves the MASTER role: repo2 ends MASTER, the new repo1 converged as BACKUP)."""
+    state = json.loads(lab_pulumi("stack", "export").stdout)
+    [vm] = [
+        r["urn"]
+        for r in state["deployment"]["resources"]
+        if r["urn"].endswith("::repo-cluster-repo1-vm")
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        events = Path(tmp) / "events.json"
+        up = lab_pulumi("up", "--yes", "--skip-preview", "--replace", vm, event_log=events)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
+        ops = [
+            (e["resourcePreEvent"]["metadata"]["op"], e["resourcePreEvent"]["metadata"]["urn"])
+            for e in map(json.loads, events.read_text().splitlines())
+            if "resourcePreEvent" in e
+        ]
+    deletes = [urn.rsplit("::", 1)[-1] for op, urn in ops if op == "delete-replaced"]
+    assert deletes[:2] == ["repo-cluster-repo1-converge", "repo-cluster-repo1-vm"], ops
+    log = sh("cat", "/run/repo-cluster/sim/nodes/repo1/run/keepalivednotify/log").stdout
+    assert "INSTANCE pulumi-delete is STOP" in log, log[-2000:]
+    picture = cluster_picture(plan)
+    assert picture == {"repo1": ("BACKUP", False, False), "repo2": ("MASTER", True, True)}, picture
+
+
 def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
     if not has_plugin():
         pytest.skip(
@@ -131,6 +176,8 @@ def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
     assert_cluster(second)
     assert re.search(r"^Resources:\n\s+\d+ unchanged\n\n", second.stdout, re.M), second.stdout
     assert "NodeConverge" not in second.stdout.split("Resources:")[0].replace("same", "")
+
+    replace_repo1_vm(plan)
 
     down = make("lab-down")
     assert down.returncode == 0, down.stdout + down.stderr

@@ -63,18 +63,29 @@ DIFFS = [
     pytest.param({}, False, id="same inputs: no change"),
     pytest.param({"digest": "d2"}, True, id="new bundle digest: update"),
     pytest.param({"ip": "198.18.50.171"}, True, id="new address: update"),
-    pytest.param({"vm_id": "4216a0c4-0002"}, True, id="replaced VM: update"),
     pytest.param({"known_host_keys": ["ssh-rsa BBBB"]}, True, id="new host keys: update"),
 ]
 
 
 @pytest.mark.parametrize(("over", "changes"), DIFFS)
-def test_diff_updates_never_replaces(over, changes):
+def test_diff_updates_a_node_in_place(over, changes):
     olds = {**props(), "changed": ["/x"], "count": 1, "__provider": "p"}
     d = cr.NodeConvergeProvider(FakeRunner()).diff("repo1-converge", olds, props(**over))
     assert d.changes is changes
     assert not d.replaces
     assert not d.delete_before_replace
+
+
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # what a dynamic provider sees for unknowns
+
+
+@pytest.mark.parametrize("vm_id", ["4216a0c4-0002", UNKNOWN])
+def test_a_replaced_vm_replaces_the_step_deleting_first(vm_id):
+    """The engine then deletes the step (its delete releases the volume on the old VM) before
+    the old VM goes; the new step's create converges the new VM."""
+    olds = {**props(), "changed": ["/x"], "count": 1, "__provider": "p"}
+    d = cr.NodeConvergeProvider(FakeRunner()).diff("repo1-converge", olds, props(vm_id=vm_id))
+    assert d.changes and d.replaces == ["vm_id"] and d.delete_before_replace
 
 
 def test_create_and_update_converge_and_keep_inputs():

@@ -373,12 +373,13 @@ def test_changing_one_node_changes_only_that_node(lab, run_lab, lab_config, chan
     before, after = _inputs_by_name(lab), _inputs_by_name(changed)
     assert before.keys() == after.keys()
     differing = sorted(name for name in before if before[name] != after[name])
-    # repo2's converge step, nothing of repo1; the cluster check runs again. A priority lives
+    # repo2's converge step, nothing of repo1; the cluster check runs again, and so does the
+    # VRRP rollout's look (for a per-node change it finds nothing to roll). A priority lives
     # in keepalived.conf, a secret file the converge brings: repo2's VM is untouched by it
-    expected = ["repo-cluster-check", "repo-cluster-repo2-converge"]
+    expected = ["repo-cluster-check", "repo-cluster-repo2-converge", "repo-cluster-vrrp"]
     if "ip" in change:  # the customization and the meta-data change
         expected.append("repo-cluster-repo2-vm")
-    assert differing == expected
+    assert differing == sorted(expected)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -481,3 +482,19 @@ def test_encode_is_deterministic_gzip_base64(monkeypatch) -> None:
     assert encode(text) == first, "gzip must not stamp the current time"
     assert decode(encode(text)) == text.encode()
     assert len(encode(text)) < len(base64.b64encode(text.encode()))
+
+
+ROLLOUT = "pulumi-python:dynamic/repo-cluster:VrrpRollout"
+
+
+def test_a_cluster_wide_vrrp_change_goes_before_every_node_step(lab) -> None:
+    """The rollout gets every node's keepalived.conf as one secret, and runs first."""
+    [rollout] = lab.of_type(ROLLOUT)
+    assert rpc.is_rpc_secret(rollout.inputs["confs"])
+    confs = rpc.unwrap_rpc_secret(rollout.inputs["confs"])
+    assert sorted(confs) == ["repo1", "repo2"]
+    _, auth_pass = program_secrets(lab)
+    for text in confs.values():
+        assert f"auth_pass {auth_pass}" in base64.b64decode(text).decode()
+    for step in lab.of_type(CONVERGE):
+        assert rollout.name in lab.mocks.dependencies[step.name], step.name

@@ -40,7 +40,7 @@ def test_an_unreachable_node_refuses_the_change_naming_it():
 
 def test_a_partial_run_refuses_a_cluster_wide_change():
     views = [View("repo1", True, "MASTER", OLD), View("repo2", True, "BACKUP", OLD)]
-    with pytest.raises(RolloutError, match="drop --only"):
+    with pytest.raises(RolloutError, match="every node, not a subset"):
         plan(views, NEW, complete=False)
 
 

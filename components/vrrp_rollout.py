@@ -1,0 +1,114 @@
+"""VrrpRollout: ``pulumi up``'s cluster-wide VRRP change, before any node's converge step.
+
+Each NodeConverge converges one node; left to them, a new auth_pass or advert interval would
+reach the nodes one after the other and, in between, both would be MASTER. So this resource
+runs first (every NodeConverge depends on it) and hands a cluster-wide change to
+components/converge/rollout.py, the code ``fab converge`` runs: the other running nodes
+stopped, the MASTER reloaded alone, the others started with the new file. When no running
+node has other parameters (a first deployment, a per-node change) it only looks. It runs
+whenever a node's VM or bundle changes; a refused change (a node unreachable) fails the
+update before any node is touched.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+from components.bundle import PATHS, Bundle
+
+# Inputs whose change means "look again"; not key_file (differs between machines)
+WATCHED = ("config", "vm_ids", "digests", "known_host_keys")
+
+
+def roll(props: dict[str, Any]) -> dict[str, Any]:
+    """Apply a due cluster-wide change; the actions taken, or RuntimeError saying why not."""
+    from components.bundle import BundleFile
+    from components.config import load
+    from components.converge import rollout
+    from components.converge.ssh import Access
+
+    s = load(dict(props["config"]))
+    confs = {
+        name: BundleFile(PATHS.keepalived_conf, base64.b64decode(text), 0o600, secret=True)
+        for name, text in dict(props["confs"]).items()
+    }
+    access = Access(s.ssh_user, str(props["key_file"]), tuple(props["known_host_keys"]))
+    try:
+        actions = rollout.apply(s, confs, access, report=_log)
+    except rollout.RolloutError as e:
+        raise RuntimeError(str(e)) from None
+    return {"actions": actions}
+
+
+def _log(message: str) -> None:
+    try:
+        pulumi.log.info(message)
+    except Exception:  # outside an engine (tests)
+        print(message)
+
+
+class VrrpRolloutProvider(ResourceProvider):
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = {k: v for k, v in props.items() if k != "__provider"}
+        return CreateResult(id_="vrrp-rollout", outs={**inputs, **roll(inputs)})
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = {k: v for k, v in news.items() if k != "__provider"}
+        return UpdateResult(outs={**inputs, **roll(inputs)})
+
+
+@dataclass(frozen=True)
+class VrrpRolloutArgs:
+    config: dict[str, Any]
+    """The stack's config map without secrets (the rollout rebuilds its Settings from it)."""
+    vm_ids: list[pulumi.Input[str]]
+    bundles: dict[str, pulumi.Input[Bundle]]
+    """Node name -> its bundle (secret): only keepalived.conf is sent, as a secret."""
+    key_file: str
+    known_host_keys: pulumi.Input[list[str]]
+
+
+class VrrpRollout(Resource, module="repo-cluster", name="VrrpRollout"):
+    """A cluster-wide VRRP change applied so that no two nodes run different parameters."""
+
+    actions: pulumi.Output[list[str]]
+
+    def __init__(
+        self, name: str, args: VrrpRolloutArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        names = list(args.bundles)
+        bundles = pulumi.Output.all(*(args.bundles[n] for n in names))
+
+        def confs(bs: list[Bundle]) -> dict[str, str]:
+            return {
+                n: base64.b64encode(b.file(PATHS.keepalived_conf).content).decode()
+                for n, b in zip(names, bs, strict=True)
+            }
+
+        props = {
+            "config": args.config,
+            "vm_ids": args.vm_ids,
+            "digests": [
+                pulumi.Output.unsecret(
+                    pulumi.Output.from_input(args.bundles[n]).apply(lambda b: b.digest)
+                )
+                for n in names
+            ],
+            "confs": pulumi.Output.secret(bundles.apply(confs)),
+            "key_file": args.key_file,
+            "known_host_keys": args.known_host_keys,
+            "actions": None,
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["confs"])
+        super().__init__(
+            VrrpRolloutProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret)
+        )
