@@ -41,13 +41,19 @@ WATCHED = (
     "known_host_keys",
     "trust_first_contact",
 )
-RESULTS = ("changed", "count", "first_contact_fingerprint")
+RESULTS = ("changed", "count", "first_contact_fingerprint", "deferred")
 RELEASE_TIMEOUT = 60
 BOOT_TIMEOUT = 900  # a VM just created boots, runs cloud-init's first stage, then starts sshd
+REACH_TIMEOUT = 30  # a node converged before: SSH answers at once, or it is down
+
+
+class NodeUnreachable(RuntimeError):
+    """A node converged before does not answer SSH: it is down, not booting."""
 
 
 def wait_for_ssh(host: str, port: int = 22, timeout: float = BOOT_TIMEOUT) -> None:
-    """Wait until ``host:port`` accepts TCP connections (the new VM's sshd is up)."""
+    """Wait until ``host:port`` accepts TCP connections (the new VM's sshd is up);
+    NodeUnreachable after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -55,8 +61,10 @@ def wait_for_ssh(host: str, port: int = 22, timeout: float = BOOT_TIMEOUT) -> No
                 return
         except OSError as exc:
             if time.monotonic() >= deadline:
-                raise RuntimeError(f"{host}:{port}: no SSH after {timeout:.0f}s ({exc})") from exc
-            time.sleep(5)
+                raise NodeUnreachable(
+                    f"{host}:{port}: no SSH after {timeout:.0f}s ({exc})"
+                ) from exc
+            time.sleep(min(5.0, max(0.5, deadline - time.monotonic())))
 
 
 # --------------------------------------------------------------------------- runner
@@ -113,7 +121,7 @@ class SshRunner:
         target = self._target(props, bool(props["trust_first_contact"]), new_vm)
         if new_vm and target.record:  # a new machine: nothing was seen of it yet
             trust.SeenNodes(Path(target.record)).forget(target.name)
-        wait_for_ssh(target.host)
+        wait_for_ssh(target.host, timeout=BOOT_TIMEOUT if new_vm else REACH_TIMEOUT)
         result = converge_one(target, bundle_from_json(str(props["bundle"])), log=_log)
         if result.error:
             raise RuntimeError(result.error)
@@ -148,6 +156,13 @@ def _log(message: str) -> None:
         print(message)
 
 
+def _warn(message: str) -> None:
+    try:
+        pulumi.log.warn(message)
+    except Exception:  # outside an engine (tests, CLI)
+        print(message)
+
+
 # --------------------------------------------------------------------------- provider
 
 
@@ -170,13 +185,25 @@ class NodeConvergeProvider(ResourceProvider):
 
     def _apply(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
         inputs = {k: v for k, v in props.items() if k not in RESULTS and k != "__provider"}
-        return {**inputs, **self._runner().converge(inputs, new_vm)}
+        return {**inputs, "deferred": None, **self._runner().converge(inputs, new_vm)}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['node']}-converge", outs=self._apply(props, True))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._apply(news, olds.get("vm_id") != news.get("vm_id")))
+        """A node that is down does not hold up the others: the steps run one after the other
+        (the first start's order), so a failed step here would skip every later node's, the
+        survivor's included. Its converge is deferred instead: the outputs keep the digest it
+        last got (the next ``pulumi up`` converges it again) and the ClusterCheck at the end
+        fails the update naming the node. Any other failure fails the step."""
+        try:
+            return UpdateResult(outs=self._apply(news, olds.get("vm_id") != news.get("vm_id")))
+        except NodeUnreachable as e:
+            why = f"{news.get('node')}: converge deferred to the next pulumi up: {e}"
+            _warn(why)
+            kept = {k: v for k, v in news.items() if k != "__provider"}
+            kept.update({k: olds.get(k) for k in ("digest", "changed", "count")})
+            return UpdateResult(outs={**kept, "deferred": why})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         self._runner().release(props)
@@ -217,6 +244,8 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
     changed: pulumi.Output[list[str]]
     count: pulumi.Output[int]
     first_contact_fingerprint: pulumi.Output[str | None]
+    deferred: pulumi.Output[str | None]
+    """Why this node's converge was put off (it was down); None when it ran."""
 
     def __init__(
         self, name: str, args: NodeConvergeArgs, opts: pulumi.ResourceOptions | None = None

@@ -94,7 +94,7 @@ def test_create_and_update_converge_and_keep_inputs():
     created = provider.create({**props(), "changed": None, "count": None, "__provider": "p"})
     assert created.id == "repo1-converge"
     assert created.outs == {**props(), "changed": ["/etc/a"], "count": 1,
-                            "first_contact_fingerprint": None}  # fmt: skip
+                            "first_contact_fingerprint": None, "deferred": None}  # fmt: skip
     assert runner.converged == [props()]  # results and __provider are not runner inputs
     updated = provider.update("repo1-converge", created.outs, props(digest="d2"))
     assert updated.outs["digest"] == "d2"
@@ -119,6 +119,30 @@ def test_runner_target_carries_the_one_time_key_only_for_a_new_vm(tmp_path):
     assert (new.one_time_key, new.record) == (one_time, str(tmp_path / "r.json"))
     assert cr.SshRunner()._target(p, False, new_vm=False).one_time_key is None
     assert new.first_contact_secrets is False
+
+
+class DownRunner(FakeRunner):
+    def converge(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
+        raise cr.NodeUnreachable("198.18.50.161:22: no SSH after 30s")
+
+
+def test_a_node_that_is_down_defers_its_update_and_holds_up_no_other_node():
+    """The steps run in start order: a failed repo1 step would skip repo2's. A down node's
+    update is deferred instead: its outputs keep the old digest, so the next up tries again
+    (and the ClusterCheck fails this one, naming the node)."""
+    provider = cr.NodeConvergeProvider(DownRunner())
+    olds = {**props(), "changed": ["/x"], "count": 1, "deferred": None, "__provider": "p"}
+    outs = provider.update("repo1-converge", olds, props(digest="d2")).outs
+    assert outs["digest"] == "d1" and outs["changed"] == ["/x"]
+    assert "repo1: converge deferred to the next pulumi up" in outs["deferred"]
+    assert provider.diff("repo1-converge", outs, props(digest="d2")).changes
+    with pytest.raises(cr.NodeUnreachable):  # a new VM must converge: no deferring a create
+        provider.create(props())
+
+
+def test_wait_for_ssh_gives_up_on_a_closed_port_with_node_unreachable():
+    with pytest.raises(cr.NodeUnreachable, match="no SSH after 1s"):
+        cr.wait_for_ssh("127.0.0.1", port=9, timeout=1)
 
 
 def test_create_fails_with_the_converge_error():
