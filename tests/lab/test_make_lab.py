@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,14 +113,13 @@ def assert_cluster(out: subprocess.CompletedProcess[str]) -> None:
     assert dig().strip() == "198.18.50.160"
 
 
-def lab_pulumi(*args: str, event_log: Path | None = None) -> subprocess.CompletedProcess[str]:
+def lab_pulumi(*args: str) -> subprocess.CompletedProcess[str]:
     """The Pulumi CLI on the lab's deployment of stack sim, as scripts/lab runs it."""
     project = deploy.prepare("sim")
     env = {**os.environ, **deploy.environment(), "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "1"}
     env["PATH"] = f"{TOOLS / 'tools' / 'bin'}:{env['PATH']}"
-    log = ["--event-log", str(event_log)] if event_log else []
     return subprocess.run(
-        ["pulumi", *args, "--stack", "sim", "--non-interactive", *log],
+        ["pulumi", *args, "--stack", "sim", "--non-interactive"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -141,17 +139,11 @@ def replace_repo1_vm(plan: Lab) -> None:
         for r in state["deployment"]["resources"]
         if r["urn"].endswith("::repo-cluster-repo1-vm")
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        events = Path(tmp) / "events.json"
-        up = lab_pulumi("up", "--yes", "--skip-preview", "--replace", vm, event_log=events)
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
-        ops = [
-            (e["resourcePreEvent"]["metadata"]["op"], e["resourcePreEvent"]["metadata"]["urn"])
-            for e in map(json.loads, events.read_text().splitlines())
-            if "resourcePreEvent" in e
-        ]
-    deletes = [urn.rsplit("::", 1)[-1] for op, urn in ops if op == "delete-replaced"]
-    assert deletes[:2] == ["repo-cluster-repo1-converge", "repo-cluster-repo1-vm"], ops
+    up = lab_pulumi("up", "--yes", "--skip-preview", "--json", "--replace", vm)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
+    steps = [(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in json.loads(up.stdout)["steps"]]
+    deleted = [name for op, name in steps if op == "delete-replaced"]
+    assert deleted[:2] == ["repo-cluster-repo1-converge", "repo-cluster-repo1-vm"], steps
     log = sh("cat", "/run/repo-cluster/sim/nodes/repo1/run/keepalivednotify/log").stdout
     assert "INSTANCE pulumi-delete is STOP" in log, log[-2000:]
     picture = cluster_picture(plan)
