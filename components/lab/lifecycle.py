@@ -86,7 +86,7 @@ def _require_root_and_tools() -> None:
 
 def leftovers(lab: Lab) -> list[str]:
     """What exists of this stack's lab, found by name (with or without a state file)."""
-    found = [f"netns {n.name}" for n in lab.nodes if labnet.netns_exists(n.name)]
+    found = [f"netns {n.netns}" for n in lab.nodes if labnet.netns_exists(n.netns)]
     found += [f"namespace file {f}" for f in lab.ns_files() if labnet.is_mountpoint(f)]
     found += [f"link {v}" for v in (n.veth for n in lab.nodes) if labnet.link_exists(v)]
     if labnet.link_exists(lab.bridge):
@@ -113,7 +113,7 @@ def health(lab: Lab) -> list[str]:
             problems.append(f"node {n.name}: namespace missing")
             continue
         addr = labnet.run(
-            ["ip", "-n", n.name, "-4", "-o", "addr", "show", "dev", lab.settings.interface],
+            ["ip", "-n", n.netns, "-4", "-o", "addr", "show", "dev", lab.settings.interface],
             check=False,
         )
         if f" {n.address} " not in addr.stdout:
@@ -188,8 +188,8 @@ def _build(lab: Lab, state: State, say: Say) -> None:
     state.save(lab)
 
     for n in lab.nodes:
-        labnet.make_netns(n.name)
-        labnet.plug_node(n.name, lab.settings.interface, n.address, n.veth, lab.bridge)
+        labnet.make_netns(n.netns)
+        labnet.plug_node(n.netns, lab.settings.interface, n.address, n.veth, lab.bridge)
         labnode.write_node_tree(lab, n, operator_pub)
         labnode.make_mount_ns(lab, n)
         state.sshd_pids[n.name] = labnode.start_sshd(lab, n)
@@ -251,7 +251,7 @@ def _teardown(lab: Lab, say: Say) -> None:
     while labnet.is_mountpoint(ns):
         labnet.run(["umount", str(ns)])
     for n in lab.nodes:
-        labnet.delete_netns(n.name)
+        labnet.delete_netns(n.netns)
         labnet.delete_link(n.veth)
     labnet.delete_link(lab.bridge)
     for device in loops:

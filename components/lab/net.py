@@ -64,10 +64,20 @@ def ns_dir(stack: str) -> Path:
     return RUNTIME_ROOT / stack / "ns"
 
 
+SIM_STACK = "sim"
+
+
+def netns_name(stack: str, node: str) -> str:
+    """A node's network namespace name, scoped by its stack (``lab-down`` of one stack never
+    touches another's nodes of the same name). The sim stack keeps the bare node names: the
+    README's ``ip netns exec repo1 ...`` and every operator habit rely on them."""
+    return node if stack == SIM_STACK else f"{stack}-{node}"
+
+
 def ns_files(stack: str, node: str) -> dict[str, Path]:
     """The namespace files of a node, keyed by nsenter's option names."""
     return {
-        "net": NETNS_DIR / node,
+        "net": NETNS_DIR / netns_name(stack, node),
         "mount": ns_dir(stack) / f"mnt-{node}",
         "uts": ns_dir(stack) / f"uts-{node}",
     }
@@ -166,14 +176,14 @@ def make_bridge(bridge: str, gateway: ipaddress.IPv4Interface) -> None:
     run(["ip", "link", "set", bridge, "up"])
 
 
-def make_netns(node: str) -> None:
+def make_netns(netns: str) -> None:
     """A node's network namespace: IPv6 disabled (no ND/MLD ever), loopback up, no routes."""
-    run(["ip", "netns", "add", node])
+    run(["ip", "netns", "add", netns])
     if Path("/proc/sys/net/ipv6").exists():
         run(
             [
                 "nsenter",
-                f"--net={NETNS_DIR / node}",
+                f"--net={NETNS_DIR / netns}",
                 "sysctl",
                 "-q",
                 "-w",
@@ -181,21 +191,21 @@ def make_netns(node: str) -> None:
                 "net.ipv6.conf.default.disable_ipv6=1",
             ]
         )
-    run(["ip", "-n", node, "link", "set", "lo", "up"])
+    run(["ip", "-n", netns, "link", "set", "lo", "up"])
 
 
 def plug_node(
-    node: str, nic: str, address: ipaddress.IPv4Interface, veth: str, bridge: str
+    netns: str, nic: str, address: ipaddress.IPv4Interface, veth: str, bridge: str
 ) -> None:
     """A veth pair: ``nic`` inside the node with its address, ``veth`` on the bridge.
 
     No default route inside the node: nothing it sends can leave 198.18.0.0/15's bridge.
     """
-    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", nic, "netns", node])
+    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", nic, "netns", netns])
     _host_disable_ipv6(veth)
     run(["ip", "link", "set", veth, "master", bridge, "up"])
-    run(["ip", "-n", node, "addr", "add", str(address), "dev", nic])
-    run(["ip", "-n", node, "link", "set", nic, "up"])
+    run(["ip", "-n", netns, "addr", "add", str(address), "dev", nic])
+    run(["ip", "-n", netns, "link", "set", nic, "up"])
 
 
 def delete_link(name: str, timeout: float = 5.0) -> None:
@@ -208,6 +218,6 @@ def delete_link(name: str, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def delete_netns(node: str) -> None:
-    if netns_exists(node):
-        run(["ip", "netns", "del", node])
+def delete_netns(netns: str) -> None:
+    if netns_exists(netns):
+        run(["ip", "netns", "del", netns])

@@ -24,6 +24,7 @@ class LabNode:
     name: str
     address: ipaddress.IPv4Interface
     veth: str  # host-side end, on the bridge
+    netns: str  # its network namespace (labnet.netns_name: scoped by the stack)
     root: Path  # .lab/<stack>/nodes/<name>: the node's own /etc/..., /root, mount point
     runtime: Path  # /run/repo-cluster/<stack>/nodes/<name>: the node's /run and /tmp
 
@@ -109,6 +110,7 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
             name=n.name,
             address=s.node_address(n),
             veth=labnet.ifname("rc", stack, n.name),
+            netns=labnet.netns_name(stack, n.name),
             root=home / "nodes" / n.name,
             runtime=runtime / "nodes" / n.name,
         )
