@@ -1,7 +1,8 @@
 """Pure desired state: what each node carries, rendered from the settings model.
 
 Layers inside the package, each importing only those before it: ``paths`` (node paths and
-unit names, imports nothing), ``model`` (Bundle, BundleFile), ``hostkeys``, ``secrets``,
+unit names, imports nothing), ``model`` (Bundle, BundleFile), ``vrrp`` (the digest of the
+VRRP parameters every node shares), ``hostkeys``, ``secrets``,
 ``render`` (Jinja2), ``packages``, ``cloudinit``, ``build`` (render_node/render_cluster).
 No I/O beyond reading the templates and the operator's public key.
 """
