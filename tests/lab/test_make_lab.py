@@ -141,7 +141,12 @@ def replace_repo1_vm(plan: Lab) -> None:
     ]
     up = lab_pulumi("up", "--yes", "--skip-preview", "--json", "--replace", vm)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
-    steps = [(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in json.loads(up.stdout)["steps"]]
+    # --json on up: one engine event per line, in the order the engine ran the steps
+    events = [json.loads(line) for line in up.stdout.splitlines() if line.strip()]
+    steps = [
+        (m["op"], m["urn"].rsplit("::", 1)[-1])
+        for m in (e["resourcePreEvent"]["metadata"] for e in events if "resourcePreEvent" in e)
+    ]
     deleted = [name for op, name in steps if op == "delete-replaced"]
     assert deleted[:2] == ["repo-cluster-repo1-converge", "repo-cluster-repo1-vm"], steps
     log = sh("cat", "/run/repo-cluster/sim/nodes/repo1/run/keepalivednotify/log").stdout
