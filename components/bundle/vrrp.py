@@ -24,10 +24,13 @@ MARKER = "# VRRP parameters (the same on every node): "
 
 def parameters(s: Settings, auth_pass: str) -> dict[str, object]:
     """What every node's vrrp_instance must agree on."""
+    advert = s.advert_seconds
     return {
         "instance": s.vrrp_instance,
         "virtual_router_id": s.virtual_router_id,
-        "advert_int": s.advert_interval,
+        # spelled as before version 3 existed, so a v2 cluster's digest stays what it was
+        **({"version": s.vrrp_version} if s.vrrp_version != 2 else {}),
+        "advert_int": int(advert) if advert.is_integer() else advert,
         "auth_pass": auth_pass,
         "vip": str(s.vip),
         # unicast: each node accepts adverts from its listed peers only

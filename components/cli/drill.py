@@ -100,7 +100,7 @@ class LabTarget:
 
     @property
     def advert_interval(self) -> float:
-        return float(self.settings.advert_interval)
+        return self.settings.advert_seconds
 
     def access(self) -> Access:
         s = self.settings

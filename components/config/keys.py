@@ -122,7 +122,27 @@ KEYS: tuple[Key, ...] = (
         1,
         "VRRP virtual_router_id (1-255), unique on the segment.",
     ),
+    _k(
+        "vrrpVersion",
+        int,
+        2,
+        "VRRP version: 2 (the article's, with auth_pass) or 3 (sub-second adverts, no auth).",
+    ),
     _k("advertInterval", int, 1, "VRRP advert_int, seconds."),
+    _k(
+        "advertIntervalMs",
+        int,
+        None,
+        "VRRP advert_int in milliseconds, overriding advertInterval: 10-40950 in steps of 10 "
+        "with vrrpVersion 3 (the fast profile: 200); whole seconds only with version 2.",
+    ),
+    _k(
+        "garpMasterDelay",
+        int,
+        5,
+        "Seconds from becoming MASTER to the second burst of gratuitous ARPs (0: none).",
+    ),
+    _k("garpMasterRepeat", int, 5, "Gratuitous ARPs per burst on becoming MASTER."),
     _k(
         "sshCheck",
         str,

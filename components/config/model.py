@@ -90,7 +90,11 @@ class Settings:
     # VRRP
     vrrp_instance: str
     virtual_router_id: int
+    vrrp_version: int
     advert_interval: int
+    advert_interval_ms: int | None
+    garp_master_delay: int
+    garp_master_repeat: int
     ssh_check: str
     vrrp_auth_pass: Secret
     unicast: bool
@@ -144,6 +148,19 @@ class Settings:
     def keepalived_dialect(self) -> str:
         """CentOS 7 ships keepalived 1.3.5; every other supported OS ships 2.x."""
         return "1.3" if self.os_family == "el7" else "2"
+
+    @property
+    def advert_seconds(self) -> float:
+        """The VRRP advert interval in seconds: advertIntervalMs when set, else advertInterval.
+        Every timing derived from VRRP (the takeover floor, settle waits) starts here."""
+        if self.advert_interval_ms is not None:
+            return self.advert_interval_ms / 1000
+        return float(self.advert_interval)
+
+    @property
+    def advert_int_text(self) -> str:
+        """advert_int as keepalived.conf spells it: ``1``, ``0.2``."""
+        return f"{self.advert_seconds:g}"
 
     @property
     def dns_fqdn(self) -> str:

@@ -75,10 +75,31 @@ def _sizes(c: _Check) -> None:
     c.in_range("diskGb", 10, 65536)
     c.in_range("virtualRouterId", 1, 255)
     c.in_range("advertInterval", 1, 255)
+    c.in_range("garpMasterDelay", 0, 255)
+    c.in_range("garpMasterRepeat", 1, 255)
+    _advert(c)
     c.in_range("dnsPort", 1, 65535)
     v = c.v
     if v["osFamily"] not in OS_FAMILIES:
         c.bad("osFamily", f"{v['osFamily']!r} is not one of {', '.join(OS_FAMILIES)}")
+
+
+def _advert(c: _Check) -> None:
+    """VRRP v2 advertises whole seconds (1-255); v3 centiseconds (up to 40.95 s)."""
+    v = c.v
+    version, ms = v["vrrpVersion"], v["advertIntervalMs"]
+    if version not in (2, 3):
+        c.bad("vrrpVersion", f"{version!r} is not one of 2, 3")
+    if not isinstance(ms, int) or isinstance(ms, bool):
+        return
+    if version == 3 and not (10 <= ms <= 40950 and ms % 10 == 0):
+        c.bad("advertIntervalMs", f"{ms} must be 10-40950 in steps of 10 (VRRP v3 centiseconds)")
+    elif version == 2 and not (1000 <= ms <= 255000 and ms % 1000 == 0):
+        c.bad(
+            "advertIntervalMs",
+            f"{ms} ms is not whole seconds: VRRP version 2 advertises seconds (1-255); "
+            "set vrrpVersion 3 for sub-second adverts",
+        )
 
 
 def _names(c: _Check) -> None:

@@ -82,7 +82,7 @@ def converge_cluster(
     def is_master(c: Connection) -> bool:
         return status.node_status(c, s, "").vrrp_state == "MASTER"
 
-    gate = StartOrder(nodes, settle=3 * s.advert_interval + 3, is_master=is_master)
+    gate = StartOrder(nodes, settle=3 * s.advert_seconds + 3, is_master=is_master)
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         futures = {
             n.name: pool.submit(
@@ -161,7 +161,7 @@ def settle_timeout(s: Settings) -> float:
     """How long a cluster may take to settle after a converge: the election (3 adverts), then
     the first MASTER's fence of the peer's idle client and the peer's way back (chk_volume's 3
     failures 2 s apart, FAULT, a fresh mapping)."""
-    return 3 * s.advert_interval + 25
+    return 3 * s.advert_seconds + 25
 
 
 def converge_stack(

@@ -186,7 +186,7 @@ def apply(
 
 def _wait_master(s: Settings, c: Connection, name: str) -> bool:
     """Whether the keeper is MASTER again (bounded: 3 of its new adverts, and the mount)."""
-    deadline = time.monotonic() + 3 * s.advert_interval + 20
+    deadline = time.monotonic() + 3 * s.advert_seconds + 20
     while time.monotonic() < deadline:
         if _look(s, c, name).state == "MASTER":
             return True

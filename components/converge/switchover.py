@@ -144,7 +144,7 @@ def _move(
         st = state(old, out.old)
         return st.vrrp_state == "BACKUP" and not (st.holds_vip or st.mounted)
 
-    _wait(f"{out.old} is BACKUP (nopreempt)", backup, 3 * s.advert_interval + timeout)
+    _wait(f"{out.old} is BACKUP (nopreempt)", backup, 3 * s.advert_seconds + timeout)
     if not promoted():
         raise SwitchoverError(f"{out.new} lost the MASTER role when {out.old} came back")
     step(f"{out.old}: BACKUP; {out.new} still MASTER with VIP and volume")

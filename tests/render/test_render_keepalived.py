@@ -168,3 +168,21 @@ def test_punctuation_in_auth_pass(netns, tmp_path) -> None:
         conf = b.file(PATHS.keepalived_conf).content.decode()
         assert f"auth_pass {password}\n" in conf
         config_test(netns, s.interface, conf, tmp_path)
+
+
+def test_fast_profile_vrrp_v3_sub_second(netns, tmp_path) -> None:
+    """vrrpVersion 3 + advertIntervalMs 200: keepalived takes the 0.2 s advert_int and the
+    garp settings; the default stays the article's v2, 1 s."""
+    s = variant("sim", "debian", vrrpVersion=3, advertIntervalMs=200, garpMasterDelay=1)
+    conf = render_node(s, s.nodes[0], Secrets.resolve(s), AUTHORIZED)
+    text = conf.file(PATHS.keepalived_conf).content.decode()
+    assert "vrrp_version 3" in block(text, "global_defs")
+    inst = block(text, f"vrrp_instance {s.vrrp_instance}")
+    for directive in ("advert_int 0.2", "garp_master_delay 1", "garp_master_repeat 5"):
+        assert re.search(rf"^\s*{directive}$", inst, re.M), directive
+    assert "auth_pass" not in text  # RFC 5798: version 3 has no authentication
+    config_test(netns, s.interface, text, tmp_path)
+    default = variant("sim", "debian")
+    plain = render_node(default, default.nodes[0], Secrets.resolve(default), AUTHORIZED)
+    text = plain.file(PATHS.keepalived_conf).content.decode()
+    assert "vrrp_version" not in text and re.search(r"^\s*advert_int 1$", text, re.M)

@@ -80,6 +80,16 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("interface", _set(f"{NS}:interface", "a-much-too-long-ifname"), f"{NS}:interface", "15"),
     ("router-id", _set(f"{NS}:virtualRouterId", 256), f"{NS}:virtualRouterId", "1-255"),
     ("advert", _set(f"{NS}:advertInterval", 0), f"{NS}:advertInterval", "1-255"),
+    ("vrrp-version", _set(f"{NS}:vrrpVersion", 4), f"{NS}:vrrpVersion", "2, 3"),
+    # VRRP v2 advertises whole seconds: a sub-second interval needs version 3
+    (
+        "advert-ms-v2",
+        _set(f"{NS}:advertIntervalMs", 200),
+        f"{NS}:advertIntervalMs",
+        "vrrpVersion 3",
+    ),
+    ("garp-delay", _set(f"{NS}:garpMasterDelay", 256), f"{NS}:garpMasterDelay", "0-255"),
+    ("garp-repeat", _set(f"{NS}:garpMasterRepeat", 0), f"{NS}:garpMasterRepeat", "1-255"),
     ("instance", _set(f"{NS}:vrrpInstance", "REPO CLUSTER"), f"{NS}:vrrpInstance", "letters"),
     ("auth-pass", _set(f"{NS}:vrrpAuthPass", "longer-than-8"), f"{NS}:vrrpAuthPass", "1-8"),
     ("auth-pass-int", _set(f"{NS}:vrrpAuthPass", 1111), f"{NS}:vrrpAuthPass", "string"),
@@ -290,3 +300,22 @@ def test_xfs_labels_within_12_bytes(label: str) -> None:
 def test_a_ceph_key_as_ceph_prints_it_is_accepted() -> None:
     s = settings.load(lab_config() | {f"{NS}:cephKeyring": KEY})
     assert s.ceph_keyring.value == KEY
+
+
+@pytest.mark.parametrize(
+    ("ms", "ok"), [(200, True), (10, True), (40950, True), (205, False), (0, False), (41000, False)]
+)
+def test_vrrp_v3_takes_centisecond_adverts(ms: int, ok: bool) -> None:
+    config = {**lab_config(), f"{NS}:vrrpVersion": 3, f"{NS}:advertIntervalMs": ms}
+    if ok:
+        s = settings.load(config)
+        assert s.advert_seconds == ms / 1000
+        assert s.advert_int_text == f"{ms / 1000:g}"
+    else:
+        with pytest.raises(settings.ConfigError, match=r"advertIntervalMs: .*steps of 10"):
+            settings.load(config)
+
+
+def test_the_default_profile_is_the_articles() -> None:
+    s = settings.load(lab_config())
+    assert (s.vrrp_version, s.advert_seconds, s.advert_int_text) == (2, 1.0, "1")
