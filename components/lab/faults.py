@@ -3,9 +3,10 @@
 Why here: breaking a node on purpose (its NIC down, sshd or keepalived killed, every process
 killed) is only safe where the node is a namespace on this machine; the drill
 (:mod:`components.converge.drill`) asks for a fault by name and this module does it with the
-node's own tools (``nsenter`` via :func:`node_run`). pids are global in the lab (no pid
-namespace), so every kill picks only processes whose network namespace is the node's:
-nothing of the host or of the other node is ever signalled.
+node's own tools (``nsenter`` via :func:`node_run`). Each node has its own PID namespace, so
+what a fault lists and kills inside a node is that node's, as on a VM: nothing of the host or
+of the other node can be signalled. The node's init (PID 1, tini, and the ``sleep infinity``
+it watches) is spared, so the node can be reset without being rebuilt.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from components.lab.plan import Lab
 # a locally administered MAC no lab NIC has: frames sent to it reach nobody
 NOWHERE_MAC = "02:00:5e:00:de:ad"
 
-# pids of processes living in this node (its network namespace), except this shell
+# the node's init and the child it watches: spared by every kill (see the module doc)
+_NOT_INIT = (
+    '[ "$p" = 1 ] && continue; '
+    '[ "$(tr "\\0" " " < /proc/$p/cmdline 2>/dev/null)" = "sleep infinity " ] && continue; '
+)
+# pids of the node's processes, except this shell and the init
 _NODE_PIDS = (
-    "me=$(readlink /proc/self/ns/net); for d in /proc/[0-9]*; do p=${d#/proc/}; "
-    '[ "$p" = "$$" ] && continue; '
-    '[ "$(readlink "$d/ns/net" 2>/dev/null)" = "$me" ] && echo "$p"; done'
+    'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; '
+    f'{_NOT_INIT}echo "$p"; done'
 )
 
 
 def _node_pids_named(comm: str) -> str:
-    return (
-        f"me=$(readlink /proc/self/ns/net); for p in $(pgrep -x {shlex.quote(comm)}); do "
-        '[ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$me" ] && echo "$p"; done'
-    )
+    return f'for p in $(pgrep -x {shlex.quote(comm)}); do {_NOT_INIT}echo "$p"; done'
 
 
 class LabFaults:

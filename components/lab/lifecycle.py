@@ -19,7 +19,7 @@ Topology of the sim stack (addresses from the stack file; all inside 198.18.0.0/
     | ens160 198.18.50.161/24           |     | ens160 198.18.50.162/24           |
     | (+ VIP 198.18.50.160 on MASTER)   |     | (+ VIP 198.18.50.160 on MASTER)   |
     | no default route, IPv6 disabled   |     | no default route, IPv6 disabled   |
-    | own mount + UTS namespace:        |     | own mount + UTS namespace:        |
+    | own mount, UTS, PID ns (tini):    |     | own mount, UTS, PID ns (tini):    |
     |  /etc/{ssh,keepalived,ceph,...}   |     |  /etc/{ssh,keepalived,ceph,...}   |
     |  /usr/local/bin /root /run        |     |  /usr/local/bin /root /run        |
     |  /mnt/veeamrepo  systemctl (lab)  |     |  /mnt/veeamrepo  systemctl (lab)  |
@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 TOOLS = (
-    *("ip", "nsenter", "unshare", "mount", "umount", "findmnt", "setsid", "sysctl"),
+    *("ip", "nsenter", "unshare", "mount", "umount", "findmnt", "setsid", "sysctl", "tini"),
     *("sshd", "ssh-keygen", "keepalived", "mkfs.xfs", "losetup", "blkid", "findfs", "mknod"),
     *labceph.TOOLS,
 )
@@ -111,6 +111,9 @@ def health(lab: Lab) -> list[str]:
         files = labnet.ns_files(lab.stack, n.name)
         if not all(labnet.is_mountpoint(f) for f in files.values()):
             problems.append(f"node {n.name}: namespace missing")
+            continue
+        if not labprocs.init_alive(lab, n):
+            problems.append(f"node {n.name}: its init is gone (the node cannot run anything)")
             continue
         addr = labnet.run(
             ["ip", "-n", n.netns, "-4", "-o", "addr", "show", "dev", lab.settings.interface],
@@ -192,6 +195,8 @@ def _build(lab: Lab, state: State, say: Say) -> None:
         labnet.plug_node(n.netns, lab.settings.interface, n.address, n.veth, lab.bridge)
         labnode.write_node_tree(lab, n, operator_pub)
         labnode.make_mount_ns(lab, n)
+        state.init_pids[n.name] = labprocs.start_init(lab, n)
+        state.save(lab)
         state.sshd_pids[n.name] = labnode.start_sshd(lab, n)
         state.save(lab)
         pid = state.sshd_pids[n.name]
@@ -232,8 +237,8 @@ def _teardown(lab: Lab, say: Say) -> None:
     # and with it the backing file's path by which these are told apart
     loops = labnode.loops_of(lab)
     killed = labprocs.kill_all(lab.ns_files())
-    # daemons whose namespace files are already gone (removed by hand) are found by their pids
-    recorded = [p for p in _recorded_pids(lab, state) if labprocs.is_lab_daemon(p)]
+    # nodes whose namespace files are already gone (removed by hand) end with their init
+    recorded = [p for p in state.init_pids.values() if labprocs.is_lab_init(p)]
     labprocs.terminate(recorded)
     killed += recorded
     if killed:
@@ -282,15 +287,6 @@ def _teardown(lab: Lab, say: Say) -> None:
     left = leftovers(lab)
     if left:
         raise LabError(f"lab {lab.stack}: could not remove: {', '.join(left)}")
-
-
-def _recorded_pids(lab: Lab, state: State) -> set[int]:
-    pids = set(state.sshd_pids.values())
-    for n in lab.nodes:
-        for pid_file in ("run/sshd.pid", "run/keepalived/keepalived.pid"):
-            with suppress(OSError, ValueError, IndexError):
-                pids.add(int((n.runtime / pid_file).read_text().split()[0]))
-    return pids
 
 
 def _rmdir_if_empty(path: Path) -> None:

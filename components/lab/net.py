@@ -80,17 +80,20 @@ def ns_files(stack: str, node: str) -> dict[str, Path]:
         "net": NETNS_DIR / netns_name(stack, node),
         "mount": ns_dir(stack) / f"mnt-{node}",
         "uts": ns_dir(stack) / f"uts-{node}",
+        "pid": ns_dir(stack) / f"pid-{node}",
     }
 
 
 def node_argv(stack: str, node: str, argv: Sequence[str]) -> list[str]:
-    """The host command that runs ``argv`` inside a node (its network, mount and UTS namespaces)."""
+    """The host command that runs ``argv`` inside a node: its network, mount, UTS and PID
+    namespaces (nsenter forks into the PID one; the node's /proc shows its processes only)."""
     files = ns_files(stack, node)
     return [
         "nsenter",
         f"--net={files['net']}",
         f"--mount={files['mount']}",
         f"--uts={files['uts']}",
+        f"--pid={files['pid']}",
         "--",
         *argv,
     ]

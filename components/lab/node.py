@@ -201,7 +201,7 @@ def make_mount_ns(lab: Lab, node: LabNode) -> None:
 
 def start_sshd(lab: Lab, node: LabNode) -> int:
     """Random host keys of the node's own (`ssh-keygen -A`, as on first boot), then sshd
-    enabled and started through the node's systemctl. Returns sshd's pid."""
+    enabled and started through the node's systemctl. Returns sshd's pid (in the node)."""
     node_exec(lab.stack, node.name, ["ssh-keygen", "-A"], check=True)
     node_exec(lab.stack, node.name, ["systemctl", "enable", "--quiet", "ssh"], check=True)
     node_exec(lab.stack, node.name, ["systemctl", "start", "ssh"], check=True)

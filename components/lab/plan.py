@@ -71,6 +71,9 @@ class State:
     made_key_dir: str | None = None
     host_paths: list[str] = field(default_factory=list)
     sshd_pids: dict[str, int] = field(default_factory=dict)
+    """Each node's sshd, as the node numbers it (its own PID namespace)."""
+    init_pids: dict[str, int] = field(default_factory=dict)
+    """Each node's init, as the host numbers it: signalling it ends the whole node."""
     complete: bool = False
 
     def save(self, lab: Lab) -> None:

@@ -94,6 +94,12 @@ def ip_addrs(node: str, dev: str) -> str:
     return sh("ip", "-n", node, "-4", "-o", "addr", "show", "dev", dev).stdout
 
 
+def node_pid_alive(node: str, pid: int) -> bool:
+    """Whether ``pid`` (as ``node`` numbers it: its own PID namespace) runs in ``node``."""
+    r = node_exec(STACK, node, ["cat", f"/proc/{pid}/stat"])
+    return r.returncode == 0 and r.stdout.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def pid_alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

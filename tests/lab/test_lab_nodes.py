@@ -17,7 +17,7 @@ from tests.lab.labkit import (
     ip_addrs,
     keepalived_conf,
     keyscan,
-    pid_alive,
+    node_pid_alive,
     rbd_unit,
     sh,
     ssh,
@@ -90,6 +90,27 @@ def test_node_directories_are_private(sim_lab: Lab) -> None:
     assert "lab stand-in" in node_systemctl
 
 
+def test_a_node_sees_only_its_own_processes(sim_lab: Lab) -> None:
+    """Each node has its own PID namespace and /proc, as a VM: the article's `killall -0 sshd`
+    fails on a node whose sshd is stopped although the host's and the other node's run."""
+    one, two = (n.name for n in sim_lab.nodes[:2])
+    for node in (one, two):
+        ps = node_exec(STACK, node, ["ps", "-e", "-o", "pid=,comm="], check=True).stdout
+        rows = [ln.split() for ln in ps.splitlines()]
+        assert rows[0] == ["1", "tini"], rows  # the node's init
+        assert [r[1] for r in rows].count("sshd") >= 1, rows
+        assert node_exec(STACK, node, ["pgrep", "-x", "tini"]).stdout.split() == ["1"]
+    assert node_exec(STACK, one, ["systemctl", "stop", "ssh"]).returncode == 0
+    try:
+        assert sh("pgrep", "-x", "sshd").stdout.split(), "no sshd runs outside repo1 at all"
+        assert node_exec(STACK, two, ["killall", "-0", "sshd"]).returncode == 0
+        gone = node_exec(STACK, one, ["killall", "-0", "sshd"])
+        assert gone.returncode == 1, f"repo1 sees an sshd that is not its own: {gone}"
+        assert node_exec(STACK, one, ["pgrep", "-x", "sshd"]).stdout == ""
+    finally:
+        assert node_exec(STACK, one, ["systemctl", "start", "ssh"]).returncode == 0
+
+
 def test_volume_mounted_in_one_node_is_invisible_elsewhere(sim_lab: Lab) -> None:
     s = sim_lab.settings
     one, two = (n.name for n in sim_lab.nodes[:2])
@@ -160,7 +181,7 @@ def test_lab_systemctl_runs_real_keepalived(sim_lab: Lab) -> None:
         assert ctl("is-active", "keepalived").returncode == 0
         assert ctl("status", "keepalived").stdout.count(f"Main PID: {pid} ") == 1
         assert ctl("stop", "keepalived").returncode == 0
-        assert not pid_alive(pid)
+        assert not node_pid_alive(one.name, pid)
         assert ctl("is-active", "keepalived").returncode == 3
         assert f" {s.vip} " not in ip_addrs(one.name, s.interface), "stopped MASTER kept the VIP"
         assert node_exec(STACK, two.name, ["systemctl", "is-active", "keepalived"]).returncode == 3
@@ -176,7 +197,8 @@ def test_lab_systemctl_restarts_sshd_over_ssh(sim_lab: Lab, known_hosts: Path) -
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "active"
     after = _sshd_pid(node.runtime)
-    assert after != before and pid_alive(after) and not pid_alive(before)
+    assert after != before
+    assert node_pid_alive(node.name, after) and not node_pid_alive(node.name, before)
     again = ssh(sim_lab, node, known_hosts, "systemctl status ssh")
     assert again.returncode == 0 and f"Main PID: {after} (sshd)" in again.stdout, again
 
