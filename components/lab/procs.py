@@ -92,6 +92,15 @@ INIT_ARGV = ("tini", "-s", "--", "sleep", "infinity")
 lab's systemctl double-forks), as a VM's init does; its child only keeps it running."""
 
 
+def _nspid(pid: int | str) -> list[str]:
+    """``pid``'s numbers from its own PID namespace up (the NSpid line); [] when gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return []
+    return next((ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")), [])
+
+
 def ns_init(pid_file: Path) -> int | None:
     """The host pid of the init of the PID namespace bound at ``pid_file``; None when the
     namespace has no live init (not made, or its init died: nothing can enter it then)."""
@@ -103,12 +112,11 @@ def ns_init(pid_file: Path) -> int | None:
             continue
         try:
             st = os.stat(f"/proc/{entry}/ns/pid")
-            status = Path(f"/proc/{entry}/status").read_text()
         except OSError:
             continue
         if (st.st_dev, st.st_ino) not in wanted:
             continue
-        nspid = next((ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")), [])
+        nspid = _nspid(entry)
         if nspid and nspid[-1] == "1" and _alive(int(entry)):
             return int(entry)
     return None
@@ -119,10 +127,9 @@ def is_lab_init(pid: int) -> bool:
     signalling it ends every process of that node, and nothing else."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
-    nspid = next((ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")), [])
+    nspid = _nspid(pid)
     argv = tuple(a.decode(errors="replace") for a in cmdline if a)
     return argv == INIT_ARGV and len(nspid) > 1 and nspid[-1] == "1"
 
