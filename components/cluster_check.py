@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import Resource
+
+from components.rerun import RerunProvider
 
 # Inputs whose change means "check again"; not key_file (differs between machines)
 WATCHED = ("config", "vm_ids", "digests", "known_host_keys")
@@ -39,18 +41,12 @@ def check(props: dict[str, Any]) -> dict[str, Any]:
     return {"seen": seen}
 
 
-class ClusterCheckProvider(ResourceProvider):
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+class ClusterCheckProvider(RerunProvider):
+    watched = WATCHED
+    resource_id = "cluster-check"
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = {k: v for k, v in props.items() if k != "__provider"}
-        return CreateResult(id_="cluster-check", outs={**inputs, **check(inputs)})
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        inputs = {k: v for k, v in news.items() if k != "__provider"}
-        return UpdateResult(outs={**inputs, **check(inputs)})
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return check(inputs)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 from components.bundle import PATHS, Bundle, bundle_from_json, bundle_to_json
+from components.rerun import log_info, log_warn
 
 # Inputs whose change means "converge again" (an update, never a replace). Not key_file: the
 # operator's key path differs between checkouts and machines without changing the node.
@@ -122,7 +123,7 @@ class SshRunner:
         if new_vm and target.record:  # a new machine: nothing was seen of it yet
             trust.SeenNodes(Path(target.record)).forget(target.name)
         wait_for_ssh(target.host, timeout=BOOT_TIMEOUT if new_vm else REACH_TIMEOUT)
-        result = converge_one(target, bundle_from_json(str(props["bundle"])), log=_log)
+        result = converge_one(target, bundle_from_json(str(props["bundle"])), log=log_info)
         if result.error:
             raise RuntimeError(result.error)
         return {
@@ -144,23 +145,9 @@ class SshRunner:
                     timeout=RELEASE_TIMEOUT,
                 )
                 if not r.ok:
-                    _log(f"{props['node']}: release: {r.stderr.strip()[-300:]}")
+                    log_info(f"{props['node']}: release: {r.stderr.strip()[-300:]}")
         except Exception as e:  # best effort: the VM is about to be deleted anyway
-            _log(f"{props['node']}: release skipped: {type(e).__name__}: {e}")
-
-
-def _log(message: str) -> None:
-    try:
-        pulumi.log.info(message)
-    except Exception:  # outside an engine (tests, CLI)
-        print(message)
-
-
-def _warn(message: str) -> None:
-    try:
-        pulumi.log.warn(message)
-    except Exception:  # outside an engine (tests, CLI)
-        print(message)
+            log_info(f"{props['node']}: release skipped: {type(e).__name__}: {e}")
 
 
 # --------------------------------------------------------------------------- provider
@@ -200,7 +187,7 @@ class NodeConvergeProvider(ResourceProvider):
             return UpdateResult(outs=self._apply(news, olds.get("vm_id") != news.get("vm_id")))
         except NodeUnreachable as e:
             why = f"{news.get('node')}: converge deferred to the next pulumi up: {e}"
-            _warn(why)
+            log_warn(why)
             kept = {k: v for k, v in news.items() if k != "__provider"}
             kept.update({k: olds.get(k) for k in ("digest", "changed", "count")})
             return UpdateResult(outs={**kept, "deferred": why})

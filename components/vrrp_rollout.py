@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import Resource
 
 from components.bundle import PATHS, Bundle
+from components.rerun import RerunProvider, log_info
 
 # Inputs whose change means "look again"; not key_file (differs between machines)
 WATCHED = ("config", "vm_ids", "digests", "known_host_keys")
@@ -39,31 +40,18 @@ def roll(props: dict[str, Any]) -> dict[str, Any]:
     }
     access = Access(s.ssh_user, str(props["key_file"]), tuple(props["known_host_keys"]))
     try:
-        actions = rollout.apply(s, confs, access, report=_log)
+        actions = rollout.apply(s, confs, access, report=log_info)
     except rollout.RolloutError as e:
         raise RuntimeError(str(e)) from None
     return {"actions": actions}
 
 
-def _log(message: str) -> None:
-    try:
-        pulumi.log.info(message)
-    except Exception:  # outside an engine (tests)
-        print(message)
+class VrrpRolloutProvider(RerunProvider):
+    watched = WATCHED
+    resource_id = "vrrp-rollout"
 
-
-class VrrpRolloutProvider(ResourceProvider):
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in WATCHED if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        inputs = {k: v for k, v in props.items() if k != "__provider"}
-        return CreateResult(id_="vrrp-rollout", outs={**inputs, **roll(inputs)})
-
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        inputs = {k: v for k, v in news.items() if k != "__provider"}
-        return UpdateResult(outs={**inputs, **roll(inputs)})
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return roll(inputs)
 
 
 @dataclass(frozen=True)
