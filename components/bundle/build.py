@@ -30,6 +30,8 @@ class ReleaseTiming:
     umount_tries: int = 5
     umount_timeout: int = 20
     """Seconds one umount may block (unreachable storage) before it is given up, never lazy."""
+    retry_pause: int = 2
+    """Seconds between the background tries of a release that failed (storage unreachable)."""
     ceph_timeout: int = 10
     """Seconds one Ceph command of the fence (rbd status, lock rm, blocklist) may take."""
     check_ceph_timeout: int = 3

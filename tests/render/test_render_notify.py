@@ -438,3 +438,56 @@ def test_volume_check_fails_only_for_a_master_without_the_volume(notify: Notify)
     (notify.state_dir.parent / "ceph-double" / "unreachable").unlink()
     (notify.state_dir.parent / "ceph-double" / "fenced").touch()
     assert volume_check(bare) != 0  # Ceph lists no client of this node: fenced, leave
+
+
+def _retriers(notify: Notify) -> list[int]:
+    r = run("pgrep", "-f", str(notify.script))
+    return [int(p) for p in r.stdout.split()]
+
+
+@pytest.fixture
+def busy(notify: Notify) -> Iterator[Path]:
+    """The volume mounted, with a file system mounted inside it: its unmount fails (EBUSY)
+    and no process holds it, as a node whose write in flight waits for unreachable storage.
+    Unmounting the inner file system is the storage coming back."""
+    check(notify.call("MASTER"))
+    inner = notify.mount_point / "inner"
+    inner.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "busy", str(inner)], check=True)
+    try:
+        yield inner
+    finally:
+        run("umount", str(inner))
+        for pid in _retriers(notify):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_failed_release_keeps_trying_until_it_succeeds(notify: Notify, busy: Path) -> None:
+    r = notify.call("FAULT")
+    assert r.returncode == 1
+    assert notify.source() == notify.volume.device  # could not release: still mounted
+    log = notify.state_dir / "log"
+    assert "FAILED to unmount" in log.read_text()
+    wait_for(lambda: "trying again every 2s" in log.read_text(), "the background retry", 5)
+    assert _retriers(notify)
+    time.sleep(3)
+    assert notify.source() == notify.volume.device  # still busy: still mounted
+    subprocess.run(["umount", str(busy)], check=True)
+    wait_for(lambda: notify.source() is None, "the background retry to release", 15)
+    wait_for(lambda: not _retriers(notify), "the retry to end once released", 10)
+    assert log.read_text().endswith(f"unmounted {notify.mount_point}\n")
+    check(notify.call("FAULT"))  # nothing mounted now: a later call is fine
+
+
+def test_a_failed_release_stops_trying_once_keepalived_reports_master(
+    notify: Notify, busy: Path
+) -> None:
+    assert notify.call("BACKUP").returncode == 1
+    assert _retriers(notify)
+    check(notify.call("MASTER"))  # the newest state: the volume is this node's again
+    wait_for(lambda: not _retriers(notify), "the retry to stop at MASTER", 10)
+    subprocess.run(["umount", str(busy)], check=True)
+    time.sleep(3)
+    assert notify.source() == notify.volume.device  # nobody released the MASTER's volume
+    assert "keepalived reports MASTER: no more tries" in (notify.state_dir / "log").read_text()
+    check(notify.call("BACKUP"))
