@@ -23,7 +23,7 @@ from components.bundle import PATHS, Bundle, Secrets, authorized_keys, render_cl
 from components.cli.common import load_stack, require
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.converge import drill as drillmod
-from components.converge import fleet, status
+from components.converge import fleet, scenarios, status
 from components.converge.probe import Look, VipSsh, parallel_look
 from components.converge.ssh import Access
 from components.lab import LabError, health, load_lab, node_run
@@ -126,6 +126,9 @@ class LabTarget:
     def hold_open(self, node: str, path: str) -> int:
         return self.faults.hold_open(node, path)
 
+    def keep_writing(self, node: str, path: str) -> int:
+        return self.faults.keep_writing(node, path)
+
     def alive(self, node: str, pid: int) -> bool:
         return self.faults.alive(node, pid)
 
@@ -178,7 +181,7 @@ def describe(r: drillmod.Result) -> list[str]:
     help={
         "stack": "Stack name; destructive scenarios run only on a lab stack (198.18.0.0/15).",
         "scenario": "Run only this scenario (default: all): "
-        + ", ".join(s.key for s in drillmod.SCENARIOS)
+        + ", ".join(s.key for s in scenarios.SCENARIOS)
         + ".",
         "json": "Print one JSON object instead of the summary.",
     },
@@ -191,10 +194,10 @@ def drill(c: Context, stack: str = "", scenario: str = "", json: bool = False) -
     1 when any scenario broke an invariant (known breaks included: they are real).
     """
     require("drill", stack=stack)
-    chosen = [drillmod.BY_KEY[scenario]] if scenario in drillmod.BY_KEY else []
+    chosen = [scenarios.BY_KEY[scenario]] if scenario in scenarios.BY_KEY else []
     if scenario and not chosen:
         raise Exit(f"drill: unknown scenario {scenario!r} (see `fab drill --help`)", code=2)
-    chosen = chosen or list(drillmod.SCENARIOS)
+    chosen = chosen or list(scenarios.SCENARIOS)
     try:
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (OSError, ConfigError) as e:

@@ -20,56 +20,8 @@ from typing import Any, Protocol
 from components.converge import invariants as inv
 from components.converge.invariants import Broken
 from components.converge.probe import Look, Sample, Sampler, VipProber, VipSsh
+from components.converge.scenarios import RETURN_AFTER, Scenario
 from components.converge.writer import Writer
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A fault and how the cluster must answer it. ``flow``: failover (the survivor takes
-    over), holder (same, with a file held open on the volume), return (failover, then the old
-    master comes back), flap (NIC flaps), restart (keepalived restarted on every node), heal
-    (failover while the old master may still run, then ``heal`` undoes the fault: the Ceph
-    fence alone keeps the old master from writing)."""
-
-    key: str
-    title: str
-    faults: tuple[str, ...]
-    flow: str = "failover"
-    known_break: str | None = None
-    heal: str | None = None
-
-
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("master-nic-down", "master NIC down", ("nic_down",)),
-    Scenario("master-sshd-killed", "sshd killed on the master (kill -9)", ("kill_sshd",)),
-    Scenario("master-keepalived-stop", "keepalived stopped on the master", ("stop_keepalived",)),
-    Scenario(
-        "master-keepalived-sigkill", "keepalived SIGKILLed on the master", ("kill_keepalived",)
-    ),
-    Scenario("master-crash", "master node crash, its lock left behind", ("crash",)),
-    Scenario("old-master-returns", "old master returns as BACKUP", ("nic_down",), "return"),
-    Scenario("open-file-on-demotion", "file held open on the volume", ("nic_down",), "holder"),
-    Scenario("master-nic-flaps", "master NIC flaps 5 times in 10 s", ("nic_flap",), "flap"),
-    Scenario("keepalived-restart-both", "keepalived restarted on both", ("restart",), "restart"),
-    Scenario(
-        "partition", "VRRP partition both ways, then healed", ("partition",), "heal", heal="heal"
-    ),
-    Scenario(
-        "partition-one-way",
-        "the master's adverts lost (one-way partition), then healed",
-        ("partition_oneway",),
-        "heal",
-        heal="heal",
-    ),
-    Scenario(
-        "hung-master",
-        "the master's keepalived frozen past the takeover, then thawed",
-        ("freeze_keepalived",),
-        "heal",
-        heal="thaw_keepalived",
-    ),
-)
-BY_KEY = {s.key: s for s in SCENARIOS}
 
 
 class Target(Protocol):
@@ -90,6 +42,9 @@ class Target(Protocol):
 
     def hold_open(self, node: str, path: str) -> int:
         """Start a process on ``node`` holding ``path`` open; its pid."""
+
+    def keep_writing(self, node: str, path: str) -> int:
+        """Start a process on ``node`` writing ``path`` (fsync'd) without pause; its pid."""
 
     def alive(self, node: str, pid: int) -> bool:
         """Whether ``pid`` still runs on ``node``."""
@@ -189,7 +144,7 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     writer.wait_acked(3, timeout=20)
     floor = 3 * target.advert_interval
     t0 = time.monotonic()
-    holder_pid = None
+    holder_pid = mover_pid = None
     with Sampler(look, t0) as sampler, VipProber(ssh, t0) as prober:
         time.sleep(0.6)
         ref = time.monotonic() - t0
@@ -197,6 +152,13 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
         cond = inv.holds_all(survivor)
         if scenario.flow == "holder":
             holder_pid = target.hold_open(master, writer.path)
+            ref = time.monotonic() - t0
+        if scenario.flow == "return":
+            # a backup job writing on the master when it is cut off: a write is in flight,
+            # so its unmount cannot finish until it reaches the storage again
+            mover = f"{writer.path.rsplit('/', 1)[0]}/mover.bin"
+            mover_pid = target.keep_writing(master, mover)
+            time.sleep(0.3)
             ref = time.monotonic() - t0
         if scenario.flow == "flap":
             for _ in range(5):
@@ -223,9 +185,13 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
             time.sleep(1.0)
             _wait(sampler, inv.settled, prober, None, healed, hold=floor + 2, timeout=60)
         if scenario.flow == "return":
+            # cut off for longer than its release tries: the release gave up before it returns
+            time.sleep(max(0.0, ref + RETURN_AFTER - (time.monotonic() - t0)))
             target.inject("nic_up", master)
             back = time.monotonic() - t0
-            time.sleep(floor + 3)
+            say(f"{scenario.key}: {master} back at t={back:.2f}s")
+            back_cond = inv.settled_with_backup(survivor, master)
+            _wait(sampler, back_cond, prober, survivor, back, hold=floor, timeout=45)
         if not writer.wait_acked(3, timeout=20):
             res.broken.append(Broken("I4", "the writer got no acknowledgement after recovery"))
         time.sleep(0.3)
@@ -238,7 +204,9 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     res.broken += inv.single_mount(samples)
     res.broken += inv.one_holder(samples[-1] if samples else None)
     if scenario.flow == "return":
-        res.broken += inv.no_move([x for x in samples if x.t >= back], survivor, master)
+        res.broken += inv.no_move(samples, back, survivor, master)
+        if mover_pid is not None and target.alive(master, mover_pid):
+            res.broken.append(Broken("S6", f"the writer (pid {mover_pid}) on {master} still runs"))
     if scenario.flow == "flap":
         res.broken += inv.vrrp_matches_mount(samples[-1] if samples else None)
     if scenario.flow == "restart" and samples and len(samples[-1].masters()) != 1:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from components.converge.probe import Sample
+from components.converge.status import NodeStatus
 
 INVARIANTS = {
     "I1": "the volume is mounted writable on at most one node at every sample",
@@ -83,6 +84,19 @@ def settled(x: Sample) -> bool:
     return len(m) == 1 and x.vip_holders() == m and x.mounted() == m
 
 
+def settled_with_backup(holder: str, backup: str) -> Callable[[Sample], bool]:
+    """Settled on ``holder``, and ``backup`` is BACKUP (with nothing mounted: settled)."""
+
+    def cond(x: Sample) -> bool:
+        return (
+            settled(x)
+            and x.masters() == [holder]
+            and any(n.name == backup and n.vrrp_state == "BACKUP" for n in x.nodes)
+        )
+
+    return cond
+
+
 def stable_since(samples: Sequence[Sample], cond: Callable[[Sample], bool]) -> float | None:
     """Start of the final run of samples meeting ``cond``; None if the last does not."""
     since = None
@@ -101,26 +115,42 @@ def vrrp_matches_mount(last: Sample | None) -> list[Broken]:
     return [Broken("S8", f"mount state differs from VRRP state on {', '.join(odd)}", last.brief())]
 
 
-def no_move(samples: Sequence[Sample], holder: str, returner: str) -> list[Broken]:
-    """While ``returner`` comes back, ``holder`` keeps VIP and mount at every sample and
-    ``returner`` never takes either (no VIP move, no mount flap); it ends BACKUP."""
+def no_move(samples: Sequence[Sample], back: float, holder: str, returner: str) -> list[Broken]:
+    """From ``back`` (the old master ``returner`` comes back) on, ``holder`` keeps the VIP and
+    the mount at every sample, and ``returner`` takes neither: it never holds the VIP and never
+    mounts anew (no mount flap); it ends BACKUP with nothing mounted.
+
+    A mount the returner still had when it came back is not a move: cut off from the storage,
+    it could not finish its release (a write in flight to unreachable storage cannot be killed,
+    so the unmount waits). Its Ceph client was fenced by the takeover, so that mount cannot
+    write (I1 checks it); once the storage answers again the release completes."""
     out: list[Broken] = []
-    flap = [x for x in samples if not holds_all(holder)(x)]
+    after = [x for x in samples if x.t >= back]
+    flap = [x for x in after if not holds_all(holder)(x)]
     if flap:
         out.append(Broken("S6", f"{holder} lost the VIP or the mount", flap[0].brief()))
-    grab = [
-        x
-        for x in samples
-        if any(n.name == returner and (n.holds_vip or n.mounted) for n in x.nodes)
-    ]
+
+    def node(x: Sample) -> NodeStatus | None:
+        return next((n for n in x.nodes if n.name == returner), None)
+
+    grab = []
+    before = [x for x in samples if x.t < back]
+    was_mounted = bool(before) and bool((n := node(before[-1])) and n.mounted)
+    for x in after:
+        n = node(x)
+        if n is None:
+            continue
+        if n.holds_vip or (n.mounted and not was_mounted):
+            grab.append(x)
+        was_mounted = n.mounted
     if grab:
         out.append(Broken("S6", f"{returner} took the VIP or the mount back", grab[0].brief()))
-    if samples:
-        last = {n.name: n.vrrp_state for n in samples[-1].nodes}
-        if last.get(returner) != "BACKUP":
+    if after:
+        last = node(after[-1])
+        if last is None or last.vrrp_state != "BACKUP" or last.mounted:
+            state = "unseen" if last is None else last.vrrp_state
+            mounted = " with the volume mounted" if last is not None and last.mounted else ""
             out.append(
-                Broken(
-                    "S6", f"{returner} is {last.get(returner)}, want BACKUP", samples[-1].brief()
-                )
+                Broken("S6", f"{returner} is {state}{mounted}, want BACKUP", after[-1].brief())
             )
     return out

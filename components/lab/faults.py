@@ -36,7 +36,7 @@ def _node_pids_named(comm: str) -> str:
 
 
 class LabFaults:
-    """The faults of one lab, by name (see :data:`components.converge.drill.SCENARIOS`)."""
+    """The faults of one lab, by name (see :data:`components.converge.scenarios.SCENARIOS`)."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -109,6 +109,19 @@ class LabFaults:
             node,
             f"setsid sh -c 'exec 3<{shlex.quote(path)}; exec sleep 600' "
             "</dev/null >/dev/null 2>&1 & echo $!",
+        )
+        return int(out.split()[-1])
+
+    def keep_writing(self, node: str, path: str) -> int:
+        """A data mover on ``node`` rewriting 1 MiB of ``path`` with fsync, again and again
+        (a backup job in progress): there is nearly always a write in flight. Its working
+        directory is on the volume, so the release's ``fuser -k`` takes it too."""
+        d, f = shlex.quote(path.rsplit("/", 1)[0]), shlex.quote(path)
+        dd = f"dd if=/dev/zero of={f} bs=64k count=16 conv=notrunc,fsync status=none"
+        loop = f"cd {d} || exit 1; while {dd}; do :; done"
+        out = self.sh(
+            node,
+            f"setsid sh -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1 & echo $!",
         )
         return int(out.split()[-1])
 

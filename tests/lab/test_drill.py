@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from components.cli.drill import LabTarget, describe
-from components.converge import drill, fleet
+from components.converge import drill, fleet, scenarios
 from components.converge.switchover import switchover
 from components.lab import Lab
 from components.lab import secrets as labsecrets
@@ -41,7 +41,7 @@ from tests.lab.labkit import (
 
 pytestmark = pytest.mark.lab
 
-MUST_HOLD = [s.key for s in drill.SCENARIOS]
+MUST_HOLD = [s.key for s in scenarios.SCENARIOS]
 # the old master keeps running, mounted, after the takeover: only the fence stops its writes
 FENCED = ["partition", "partition-one-way", "hung-master", "master-crash"]
 # and where keepalived's ExecStopPost (the lab's systemctl honours it) releases first
@@ -60,7 +60,7 @@ def target(sim_lab: Lab) -> Iterator[LabTarget]:
 
 @pytest.mark.parametrize("key", MUST_HOLD)
 def test_scenario_keeps_every_invariant(target: LabTarget, key: str) -> None:
-    result = drill.run(target, drill.BY_KEY[key])
+    result = drill.run(target, scenarios.BY_KEY[key])
     report = "\n".join(describe(result))
     assert result.broken == [], report
     assert result.ok, report
@@ -72,7 +72,7 @@ def test_scenario_keeps_every_invariant(target: LabTarget, key: str) -> None:
 def test_fence_drill_again(target: LabTarget, key: str) -> None:
     """The second run in a row of each fence drill; where the old master keeps running, its
     mount was seen fenced (so the invariant held because of the fence, not by luck)."""
-    result = drill.run(target, drill.BY_KEY[key])
+    result = drill.run(target, scenarios.BY_KEY[key])
     report = "\n".join(describe(result))
     assert result.broken == [] and result.ok, report
     master = "repo1"  # a fresh cluster's first MASTER
