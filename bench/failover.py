@@ -6,7 +6,9 @@
 Builds a fresh sim lab (`components.lab.lab_up`), then per run starts from a freshly converged
 healthy cluster (repo1 MASTER) and measures "fault injected -> the survivor holds the VIP, has
 the volume mounted and answers SSH on the VIP" (sampler every <= 200 ms, an ssh probe of the
-VIP every 100 ms) for: the MASTER's link down, keepalived SIGKILLed on the MASTER. Then N
+VIP every 100 ms) for: the MASTER's link down, keepalived SIGKILLed on the MASTER, split
+into phases by the survivor's notify log (VRRP takeover, Ceph fence, mount, first SSH answer
+on the VIP). Then N
 switchovers back and forth (`fab switchover`'s code) with the longest ssh outage on the VIP
 seen by a probe every 100 ms. The VRRP floor is 3 x advert_int + skew, skew = (256 -
 priority) / 256 x advert_int of the BACKUP. Prints median, p90, min, max; never asserts.
@@ -19,6 +21,8 @@ cluster-wide VRRP change. Removes the lab at the end.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import itertools
 import statistics
 import sys
 import time
@@ -32,6 +36,7 @@ from components.config import PROJECT_ROOT as ROOT
 from components.converge import drill
 from components.converge.probe import VipProber
 from components.converge.switchover import switchover
+from components.lab import node_run
 from components.lab import secrets as labsecrets
 
 STACK = "sim"
@@ -52,6 +57,33 @@ def figures(xs: list[float]) -> str:
     )
 
 
+# The survivor's notify log (millisecond timestamps) splits a failover into its phases.
+PHASES = (
+    ("VRRP: fault -> MASTER notify call", "is MASTER"),
+    ("fence: MASTER call -> fence done", "fence: done"),
+    ("mount: fence done -> mounted", "mounted "),
+)
+
+
+def phases(stack: str, t: drill.Timed) -> list[float] | None:
+    """Seconds of each phase of :data:`PHASES`, then mounted -> serving (SSH on the VIP as
+    the sampler saw it); None when the log lacks a step."""
+    log = node_run(stack, t.survivor, "cat /run/keepalivednotify/log", timeout=10).stdout
+    marks: list[float] = []
+    for line in log.splitlines():
+        stamp, _, text = line.partition(" [")
+        try:
+            at = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            continue
+        if at >= t.injected and len(marks) < len(PHASES) and PHASES[len(marks)][1] in text:
+            marks.append(at)
+    if len(marks) < len(PHASES) or t.took is None:
+        return None
+    edges = [t.injected, *marks]
+    return [b - a for a, b in itertools.pairwise(edges)] + [t.took - (marks[-1] - t.injected)]
+
+
 PROFILES = {
     "default": {},
     "fast": {"vrrp_version": 3, "advert_interval_ms": 200, "garp_master_delay": 1},
@@ -66,16 +98,21 @@ def bench(plan: lab.Lab, profile: str, runs: int) -> None:
     adv = s.advert_seconds
     floor = 3 * adv + (256 - backup) / 256 * adv
     table: dict[str, list[float]] = {}
+    split: dict[str, list[list[float]]] = {}
     for label, fault in (("link down", "nic_down"), ("keepalived SIGKILL", "kill_keepalived")):
         for i in range(runs):
-            took, note = drill.time_failover(target, fault)
+            t = drill.time_failover(target, fault)
+            parts = phases(plan.stack, t)
+            shown = "" if parts is None else " = " + " + ".join(f"{x:.2f}" for x in parts)
             print(
                 f"[{profile}] {label} {i + 1}/{runs}: "
-                f"{took if took is None else f'{took:.2f}s'} ({note})",
+                f"{'-' if t.took is None else f'{t.took:.2f}s'}{shown} ({t.note})",
                 flush=True,
             )
-            if took is not None:
-                table.setdefault(label, []).append(took)
+            if t.took is not None:
+                table.setdefault(label, []).append(t.took)
+            if parts is not None:
+                split.setdefault(label, []).append(parts)
     assert target.prepare() is None, "no healthy cluster for the switchovers"
     moves: list[float] = []
     outages: list[float] = []
@@ -103,6 +140,9 @@ def bench(plan: lab.Lab, profile: str, runs: int) -> None:
     print(f"{'seconds':<44} {'median':>7} {'p90':>7} {'min':>7} {'max':>7}")
     for label, xs in table.items():
         print(f"{'failover, ' + label + ' -> survivor serves':<44} {figures(xs)}")
+        names = [name for name, _ in PHASES] + ["serve: mounted -> SSH on the VIP answers"]
+        for k, name in enumerate(names):
+            print(f"{'  ' + name:<44} {figures([p[k] for p in split.get(label, [])])}")
     print(f"{'switchover, start -> peer MASTER+VIP+mount':<44} {figures(moves)}")
     print(f"{'switchover, ssh outage (probe every 100 ms)':<44} {figures(outages)}\n")
 

@@ -232,12 +232,23 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     return res
 
 
-def time_failover(target: Target, fault: str) -> tuple[float | None, str]:
+@dataclass(frozen=True)
+class Timed:
+    """One timed failover: seconds to serve (None: not recovered), a note, the survivor, and
+    the wall-clock time of the fault (to line up with the survivor's notify log)."""
+
+    took: float | None
+    note: str
+    survivor: str = "?"
+    injected: float = 0.0
+
+
+def time_failover(target: Target, fault: str) -> Timed:
     """Only the figure (bench): fault on the MASTER of a fresh cluster -> the peer holds the
-    VIP and the volume and answers SSH on the VIP. No writer, no invariants; (seconds, note)."""
+    VIP and the volume and answers SSH on the VIP. No writer, no invariants."""
     problem = target.prepare()
     if problem:
-        return None, f"setup: {problem}"
+        return Timed(None, f"setup: {problem}")
     look = target.look()
     first = Sample(0.0, tuple(look()))
     (master,) = first.masters() or ("?",)
@@ -246,8 +257,9 @@ def time_failover(target: Target, fault: str) -> tuple[float | None, str]:
     with Sampler(look, t0) as sampler, VipProber(target.ssh, t0) as prober:
         time.sleep(0.3)
         ref = time.monotonic() - t0
+        injected = time.time()
         target.inject(fault, master)
         cond = inv.holds_all(survivor)
         _wait(sampler, cond, prober, survivor, ref, hold=0.5, timeout=45)
         took = _recovery(sampler, prober, cond, survivor, ref)
-    return took, f"worst sample gap {sampler.worst_gap:.2f}s"
+    return Timed(took, f"worst sample gap {sampler.worst_gap:.2f}s", survivor, injected)
