@@ -144,6 +144,13 @@ KEYS: tuple[Key, ...] = (
     ),
     _k("garpMasterRepeat", int, 5, "Gratuitous ARPs per burst on becoming MASTER."),
     _k(
+        "garpMasterRefresh",
+        int,
+        10,
+        "Seconds between the MASTER's repeated gratuitous ARPs (0: none). After two MASTERs "
+        "(a one-way partition), a client still sending to the old one's MAC recovers this fast.",
+    ),
+    _k(
         "sshCheck",
         str,
         "fault",

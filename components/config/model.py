@@ -95,6 +95,7 @@ class Settings:
     advert_interval_ms: int | None
     garp_master_delay: int
     garp_master_repeat: int
+    garp_master_refresh: int
     ssh_check: str
     vrrp_auth_pass: Secret
     unicast: bool

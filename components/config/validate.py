@@ -77,6 +77,7 @@ def _sizes(c: _Check) -> None:
     c.in_range("advertInterval", 1, 255)
     c.in_range("garpMasterDelay", 0, 255)
     c.in_range("garpMasterRepeat", 1, 255)
+    c.in_range("garpMasterRefresh", 0, 3600)
     _advert(c)
     c.in_range("dnsPort", 1, 65535)
     v = c.v

@@ -178,7 +178,12 @@ def test_fast_profile_vrrp_v3_sub_second(netns, tmp_path) -> None:
     text = conf.file(PATHS.keepalived_conf).content.decode()
     assert "vrrp_version 3" in block(text, "global_defs")
     inst = block(text, f"vrrp_instance {s.vrrp_instance}")
-    for directive in ("advert_int 0.2", "garp_master_delay 1", "garp_master_repeat 5"):
+    for directive in (
+        "advert_int 0.2",
+        "garp_master_delay 1",
+        "garp_master_repeat 5",
+        "garp_master_refresh 10",
+    ):
         assert re.search(rf"^\s*{directive}$", inst, re.M), directive
     assert "auth_pass" not in text  # RFC 5798: version 3 has no authentication
     config_test(netns, s.interface, text, tmp_path)
@@ -186,3 +191,8 @@ def test_fast_profile_vrrp_v3_sub_second(netns, tmp_path) -> None:
     plain = render_node(default, default.nodes[0], Secrets.resolve(default), AUTHORIZED)
     text = plain.file(PATHS.keepalived_conf).content.decode()
     assert "vrrp_version" not in text and re.search(r"^\s*advert_int 1$", text, re.M)
+    off = variant("sim", "debian", garpMasterRefresh=0)
+    text = render_node(off, off.nodes[0], Secrets.resolve(off), AUTHORIZED).file(
+        PATHS.keepalived_conf
+    )
+    assert "garp_master_refresh" not in text.content.decode()

@@ -90,6 +90,7 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ),
     ("garp-delay", _set(f"{NS}:garpMasterDelay", 256), f"{NS}:garpMasterDelay", "0-255"),
     ("garp-repeat", _set(f"{NS}:garpMasterRepeat", 0), f"{NS}:garpMasterRepeat", "1-255"),
+    ("garp-refresh", _set(f"{NS}:garpMasterRefresh", -1), f"{NS}:garpMasterRefresh", "0-3600"),
     ("instance", _set(f"{NS}:vrrpInstance", "REPO CLUSTER"), f"{NS}:vrrpInstance", "letters"),
     ("auth-pass", _set(f"{NS}:vrrpAuthPass", "longer-than-8"), f"{NS}:vrrpAuthPass", "1-8"),
     ("auth-pass-int", _set(f"{NS}:vrrpAuthPass", 1111), f"{NS}:vrrpAuthPass", "string"),
