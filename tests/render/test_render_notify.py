@@ -180,7 +180,7 @@ class Notify:
 # does when the fence has nothing to do (this node's client has the image open, no other
 # client, no lock); with a file "fenced" beside it, only the peer's client has the image open;
 # with "unreachable", it fails as an unreachable Ceph does.
-# The fence itself runs against the lab's real Ceph: tests/lab/test_fence.py.
+# The fence itself runs against the lab's real Ceph: the fence drills of tests/lab/test_drill.py.
 CEPH_DOUBLE = """#!/bin/bash
 [ -e "$(dirname "$0")/unreachable" ] && { echo "error connecting to the cluster" >&2; exit 110; }
 case " $* " in
