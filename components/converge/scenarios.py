@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from components.bundle.build import RELEASE_TIMING
 
 # How long the old master of ``old-master-returns`` stays cut off from the fault on: longer
-# than its release's tries (about 2 s each), so it returns with a release that gave up and
-# that only the notify script's background retry can finish.
+# than its release's tries (about 2 s each), so it returns with a release that gave up, which
+# the notify script's background retry (or its next BACKUP call) then finishes.
 RETURN_AFTER = RELEASE_TIMING.umount_tries * 2.0 + 5.0
 
 

@@ -104,22 +104,7 @@ def _nspid(pid: int | str) -> list[str]:
 def ns_init(pid_file: Path) -> int | None:
     """The host pid of the init of the PID namespace bound at ``pid_file``; None when the
     namespace has no live init (not made, or its init died: nothing can enter it then)."""
-    wanted = _ns_ids([pid_file])
-    if not wanted:
-        return None
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry}/ns/pid")
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) not in wanted:
-            continue
-        nspid = _nspid(entry)
-        if nspid and nspid[-1] == "1" and _alive(int(entry)):
-            return int(entry)
-    return None
+    return next((p for p in pids_in([pid_file]) if _nspid(p)[-1:] == ["1"] and _alive(p)), None)
 
 
 def is_lab_init(pid: int) -> bool:
