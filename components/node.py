@@ -7,22 +7,13 @@ customization) and the cloud-init user-data/meta-data (``guestinfo.*`` in ``extr
 
 from __future__ import annotations
 
-import base64
-import gzip
 import ipaddress
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_vsphere as vsphere
 
-from components.vcenter.preflight import STACK_MARKER
-
-ENCODING = "gzip+base64"
-
-
-def encode(text: str) -> str:
-    """gzip (mtime 0: the same text always gives the same bytes) then base64."""
-    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+from components.bundle.guestinfo import guestinfo as node_guestinfo
 
 
 @dataclass(frozen=True)
@@ -132,13 +123,7 @@ class RepoNode(pulumi.ComponentResource):
         t = args.template
         guestinfo = pulumi.Output.secret(
             pulumi.Output.all(args.user_data, args.meta_data).apply(
-                lambda d: {
-                    "guestinfo.userdata": encode(d[0]),
-                    "guestinfo.userdata.encoding": ENCODING,
-                    "guestinfo.metadata": encode(d[1]),
-                    "guestinfo.metadata.encoding": ENCODING,
-                    STACK_MARKER: args.stack_id,
-                }
+                lambda d: node_guestinfo(d[0], d[1], args.stack_id)
             )
         )
         self.vm = vsphere.VirtualMachine(

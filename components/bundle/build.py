@@ -32,15 +32,29 @@ class ReleaseTiming:
     """Seconds one umount may block (unreachable storage) before it is given up, never lazy."""
     retry_pause: int = 2
     """Seconds between the background tries of a release that failed (storage unreachable)."""
-    ceph_timeout: int = 10
+    ceph_timeout: int = 30
     """Seconds one Ceph command of the fence (rbd status, lock rm, blocklist) may take."""
-    check_ceph_timeout: int = 3
-    """Seconds the volume check's Ceph query may take (within the check's own timeout)."""
+    sshd_banner_wait: int = 5
+    """Seconds the sshd check waits for sshd's banner before it counts as a failure."""
+    blocklist_seconds: int = 5 * 365 * 24 * 3600
+    """How long a fenced client instance stays in the OSD blocklist: years, so that a node
+    paused past any expiry never writes again (Ceph's default is one hour)."""
+    osd_request_timeout: int = 30
+    """Seconds an I/O of the MASTER's mapping may wait for unreachable OSDs before it fails
+    (krbd's default: for ever), so a node cut off from Ceph can still release."""
+    xfs_eio_retries: int = 3
+    """Times XFS retries a failed metadata write before it shuts the file system down
+    (its default: for ever)."""
+    promote_budget: int = 150
+    """Seconds a MASTER call may take (lock wait, fence, map, mount) before the volume check
+    stops waiting for it and the node leaves MASTER."""
 
     @property
     def stop_timeout(self) -> int:
-        # each try: fuser, umount, 1 s pause; then 30 s to spare
-        return self.lock_wait + self.umount_tries * (self.umount_timeout + 3) + 30
+        # the lock wait; each umount try: fuser, umount, 1 s pause; the unmap (graceful, then
+        # forced); then 30 s to spare
+        tries = self.umount_tries * (self.umount_timeout + 3)
+        return self.lock_wait + tries + 2 * self.ceph_timeout + 30
 
 
 RELEASE_TIMING = ReleaseTiming()
@@ -108,7 +122,8 @@ def render_node(s: Settings, node: Node, secrets: Secrets, authorized: tuple[str
     files = tuple(_node_files(s, node, secrets))
     pkgs = packages.packages(s)
     sources = packages.commands(s)
-    services = (PATHS.rbd_unit(s.rbd_image), PATHS.keepalived_unit)
+    # the rbd unit is not started at boot: the notify script starts it on the MASTER only
+    services = (PATHS.keepalived_unit,)
     # first boot installs as a converge does on a node that has none of the packages
     install = tuple(packages.install_commands(s.os_family, sources, pkgs))
     one_time = secrets.one_time_key(node.name)
@@ -122,6 +137,9 @@ def render_node(s: Settings, node: Node, secrets: Secrets, authorized: tuple[str
         services=services,
         user_data=user_data,
         meta_data=cloudinit.meta_data(s, node),
+        on_demand=(PATHS.rbd_unit(s.rbd_image),),
+        image=f"{s.rbd_pool}/{s.rbd_image}",
+        ceph_user=s.ceph_user,
     )
 
 

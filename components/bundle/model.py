@@ -32,6 +32,13 @@ class Bundle:
     services: tuple[str, ...]  # units to enable and start, in this order
     user_data: str = field(repr=False)  # "#cloud-config\n...": no secret, one-time key
     meta_data: str
+    on_demand: tuple[str, ...] = ()
+    """Units installed but never enabled (the notify script starts them); one an earlier
+    bundle enabled is disabled again."""
+    image: str = ""
+    """The Ceph image the node maps, ``pool/image`` (the converge checks its features)."""
+    ceph_user: str = ""
+    """The Ceph client the node maps it as (``client.<ceph_user>``)."""
 
     @property
     def digest(self) -> str:
@@ -46,6 +53,8 @@ class Bundle:
             "package_sources": list(self.package_sources),
             "packages": list(self.packages),
             "services": list(self.services),
+            "on_demand": list(self.on_demand),
+            "image": [self.image, self.ceph_user],
             "user_data": self.user_data,
             "meta_data": self.meta_data,
         }
@@ -79,6 +88,9 @@ def bundle_to_json(b: Bundle) -> str:
             "package_sources": list(b.package_sources),
             "packages": list(b.packages),
             "services": list(b.services),
+            "on_demand": list(b.on_demand),
+            "image": b.image,
+            "ceph_user": b.ceph_user,
         },
         sort_keys=True,
     )
@@ -108,4 +120,7 @@ def bundle_from_json(text: str) -> Bundle:
         services=tuple(d["services"]),
         user_data="",
         meta_data="",
+        on_demand=tuple(d.get("on_demand", ())),
+        image=d.get("image", ""),
+        ceph_user=d.get("ceph_user", ""),
     )

@@ -85,11 +85,13 @@ def load_stack(
         lab = _lab_stack(stack)
         if lab_secrets or (lab is not None and not deploy.deployed(stack)):
             s = lab or load_stack_file(stack_file(stack, PROJECT_ROOT))
+            secrets = labsecrets.load_or_create(s, stack, PROJECT_ROOT)
             return Loaded(
                 s,
-                labsecrets.load_or_create(s, stack, PROJECT_ROOT),
+                secrets,
                 labsecrets.dns_tsig_secret(s, stack, PROJECT_ROOT),
                 f"the lab's own secrets (.lab/{stack}/secrets.json)",
+                tuple((n, k.public) for n, k in secrets.one_time_keys),
             )
         if lab is not None:
             where, env = deploy.project_dir(stack), deploy.environment()

@@ -88,7 +88,7 @@ def _flag(value: bool | None) -> str:
 def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
     if statuses:
         print(
-            f"{'node':<12} {'ip':<16} {'vrrp':<12} {'vip':<5} {'mounted':<8} "
+            f"{'node':<12} {'ip':<16} {'vrrp':<12} {'vip':<5} {'mounted':<8} {'mapped':<7} "
             f"{'ceph-client':<12} {'lock':<5} blocklisted"
         )
         for st in statuses:
@@ -98,11 +98,19 @@ def print_status(statuses: list[NodeStatus], problems: list[str]) -> None:
             print(
                 f"{st.name:<12} {st.ip:<16} {st.vrrp_state:<12} "
                 f"{'yes' if st.holds_vip else '-':<5} {'yes' if st.mounted else '-':<8} "
-                f"{_flag(client):<12} {_flag(lock):<5} {fenced}"
+                f"{'yes' if st.clients else '-':<7} {_flag(client):<12} {_flag(lock):<5} {fenced}"
                 + (f"  ({st.error})" if st.error else "")
             )
-        health = next((st.ceph.health for st in statuses if st.ceph and st.ceph.health), None)
-        print(f"ceph: {health or 'not reached'}")
+        view = next((st.ceph for st in statuses if st.ceph and st.ceph.health), None)
+        if view is None:
+            print("ceph: not reached")
+        else:
+            entries = "?" if view.entries is None else str(view.entries)
+            print(f"ceph: {view.health}; blocklist: {entries} entries")
+            if view.foreign_lock:
+                print(f"ceph: the image's lock is held by {view.foreign_lock} (not a node)")
+            for entry in view.short_entries:
+                print(f"ceph: {entry} is fenced for less than a year (an entry added before ours)")
     for p in problems:
         print(f"cluster: {p}")
 

@@ -19,31 +19,28 @@ from invoke import task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from components.bundle import PATHS, Bundle, Secrets, authorized_keys, render_cluster
+from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
 from components.cli.common import load_stack, require
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.converge import drill as drillmod
 from components.converge import fleet, scenarios, status
 from components.converge.probe import Look, VipSsh, parallel_look
 from components.converge.ssh import Access
+from components.converge.target import Pace
 from components.lab import LabError, health, load_lab, node_run
 from components.lab import ceph as labceph
 from components.lab.faults import LabFaults
 from components.lab.plan import Lab
 
-_CLIENT = "--lab-client--"
-
 
 def lab_look(lab: Lab) -> Look:
-    """A look at every lab node with its own tools (one nsenter round trip per node), then at
-    Ceph's watchers of the image (with the lab's admin key), AFTER the nodes: a node whose
-    client Ceph no longer lists was fenced, and its mount cannot write. Asking Ceph last means
-    a mount seen writable was writable at least until the nodes were looked at."""
+    """A look at every lab node with its own tools (one guest-agent round trip per node), then
+    at Ceph's watchers of the image (with the lab's admin key), AFTER the nodes: a mount whose
+    client instance Ceph no longer lists was fenced (or lost Ceph), and cannot write. Asking
+    Ceph last means a mount seen writable was writable at least until the nodes were looked
+    at."""
     s = lab.settings
-    command = status.status_command(s.interface, PATHS.rbd_device(s.rbd_pool, s.rbd_image))
-    # the client address the lab's rbd unit recorded when it mapped the image
-    command += f"; echo {_CLIENT}; cat /run/lab/rbd.client 2>/dev/null"
-    clients: dict[str, str] = {}
+    command = status.status_command(s)
 
     def one(name: str) -> status.NodeStatus:
         ip = str(s.node(name).ip)
@@ -51,9 +48,7 @@ def lab_look(lab: Lab) -> Look:
             r = node_run(lab.stack, name, command, timeout=10)
         except LabError as e:
             return status.NodeStatus(name, ip, "UNREACHABLE", False, False, str(e))
-        out, _, client = r.stdout.partition(_CLIENT)
-        clients[name] = client.strip()
-        return status.parse_status(name, ip, str(s.vip.ip), s.mount_point, out)
+        return status.parse_status(name, ip, str(s.vip.ip), s.mount_point, r.stdout)
 
     nodes = parallel_look([n.name for n in lab.nodes], one)
 
@@ -63,9 +58,7 @@ def lab_look(lab: Lab) -> Look:
         if watchers is None:
             return statuses
         return [
-            dataclasses.replace(
-                st, fenced=bool(clients.get(st.name)) and (clients[st.name] not in watchers)
-            )
+            dataclasses.replace(st, fenced=bool(st.clients) and not set(st.clients) & watchers)
             for st in statuses
         ]
 
@@ -102,11 +95,29 @@ class LabTarget:
     def advert_interval(self) -> float:
         return self.settings.advert_seconds
 
+    # the lab's VMs are emulated: an SSH login costs one ~1.5 s of CPU, a look ~0.3 s
+    pace = Pace(sample=1.0, probe=1.0, probe_cap=2, write=1.0, recovery=240.0)
+
     def access(self) -> Access:
         s = self.settings
-        return Access.for_stack(s, PROJECT_ROOT, self.secrets.public_host_keys, True)
+        return Access.for_stack(
+            s,
+            PROJECT_ROOT,
+            self.secrets.public_host_keys,
+            False,
+            stack=self.lab.stack,
+            one_time_keys=tuple((n, k.public) for n, k in self.secrets.one_time_keys),
+        )
 
     def prepare(self) -> str | None:
+        """A healthy cluster: the one a scenario left, when it is (every node running,
+        one MASTER with the VIP and the volume, the others BACKUP with nothing), else every
+        node reset and converged again (in priority order: repo1 MASTER)."""
+        statuses = self._look()
+        if not status.cluster_problems(statuses) and all(
+            self.lab.machine(n.name).running() for n in self.lab.nodes
+        ):
+            return None
         try:
             self.faults.reset()
         except LabError as e:
@@ -135,7 +146,23 @@ class LabTarget:
     def restart_all(self) -> None:
         self.faults.restart_all()
 
+    def foreign_watch(self) -> str:
+        return self.faults.foreign_watch()
+
+    def foreign_unwatch(self) -> None:
+        self.faults.foreign_unwatch()
+
+    def fenced(self) -> set[str] | None:
+        return labceph.blocklist(self.lab)
+
+    def notify_log(self, node: str) -> str:
+        try:
+            return node_run(self.lab.stack, node, "cat /run/keepalivednotify/log").stdout
+        except LabError as e:
+            return str(e)
+
     def close(self) -> None:
+        self.faults.foreign_unwatch()
         self.ssh.close()
 
 

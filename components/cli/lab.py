@@ -1,4 +1,4 @@
-"""`fab lab-up --stack sim` / `fab lab-down --stack sim`: the embedded lab's bare nodes.
+"""`fab lab-up --stack sim` / `fab lab-down --stack sim`: the embedded lab and its VMs.
 
 Thin tasks over :mod:`components.lab` (which draws the topology). Root only; addresses outside
 198.18.0.0/15 are refused before anything is created.
@@ -13,7 +13,11 @@ from invoke.exceptions import Exit
 from components import lab
 from components.config import ConfigError, stack_file
 
-_HELP = {"stack": "stack whose Pulumi.<stack>.yaml describes the lab (default: sim)"}
+_HELP = {
+    "stack": "stack whose Pulumi.<stack>.yaml describes the lab (default: sim)",
+    "vms": "also make the nodes' VMs in vcsim from the rendered bundles and wait for their "
+    "first boot (the path without the vSphere plugin); --no-vms leaves them to `pulumi up`",
+}
 
 
 def _stack_file(stack: str) -> None:
@@ -23,18 +27,18 @@ def _stack_file(stack: str) -> None:
 
 
 @task(help=_HELP)
-def lab_up(c: Context, stack: str = "sim") -> None:
-    """Build the lab nodes (netns, own mounts, sshd, XFS loop volume); idempotent."""
+def lab_up(c: Context, stack: str = "sim", vms: bool = True) -> None:
+    """Build the lab (bridge, Ceph, DNS, vcsim, the host agent) and its VMs; idempotent."""
     _stack_file(stack)
     try:
-        lab.lab_up(stack)
+        lab.lab_up(stack, vms=vms)
     except (lab.LabError, ConfigError) as exc:
         raise Exit(f"lab-up: {exc}", code=1) from exc
 
 
-@task(help=_HELP)
+@task(help={"stack": _HELP["stack"]})
 def lab_down(c: Context, stack: str = "sim") -> None:
-    """Remove every trace of the lab nodes (processes, mounts, namespaces, links, loop, files)."""
+    """Remove every trace of the lab (VMs, taps, bridge, daemons, disks, files)."""
     _stack_file(stack)
     try:
         lab.lab_down(stack)

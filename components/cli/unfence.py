@@ -1,14 +1,14 @@
 """`fab unfence`: remove a node's entries from Ceph's OSD blocklist after a repair.
 
-Why a task: the fence (the notify script's ``fence_before_mount``) blocklists every other
-client of the image before a node mounts it. Those entries name one client instance each and
-expire after an hour; a node that maps afresh gets a new instance and needs none removed. An
-entry that blocks a whole address (added by hand, ``ADDR:0/0``), or one an operator wants gone
-before it expires, is removed here, and only while the node cannot write: it holds neither
-the VIP nor the volume. Removing entries needs more than the nodes' ``profile rbd`` key (which
-may add entries, never remove them): the cluster's admin key, or a key with
-``mon 'allow command "osd blocklist"'``, on the operator's machine. A lab stack uses the lab
-Ceph's admin key.
+Why a task: the fence (the notify script's ``fence_before_map``) blocklists every other node's
+client instance of the image, for years, before a node maps it. A node that maps afresh gets
+a new instance and needs no entry removed, so the entries only pile up (one per failover).
+This removes a node's entries of instances that provably no longer exist: the node is
+reachable, holds neither the VIP nor the volume, and none of its current mappings is that
+instance. An entry of a live instance stays: that client could write again. Removing entries
+needs more than the nodes' ``profile rbd`` key (which may add entries, never remove them):
+the cluster's admin key, or a key with ``mon 'allow command "osd blocklist"'``, on the
+operator's machine. A lab stack uses the lab Ceph's admin key.
 """
 
 from __future__ import annotations
@@ -86,8 +86,13 @@ def unfence(
         for line in _ceph(argv, "osd", "blocklist", "ls").splitlines()
         if line.strip() and line.split(":", 1)[0] == ip
     ]
+    # an entry of an instance the node still maps is not removed: that client could write
+    live = [e for e in entries if e in st.clients]
+    for entry in live:
+        print(f"unfence: kept {entry}: {node} still maps the image with that client")
+    entries = [e for e in entries if e not in live]
     if not entries:
-        print(f"unfence: no blocklist entry of {node} ({ip}): nothing to do")
+        print(f"unfence: no blocklist entry of a gone instance of {node} ({ip}): nothing to do")
         return
     for entry in entries:
         _ceph(argv, "osd", "blocklist", "rm", entry)

@@ -15,42 +15,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from components.converge import invariants as inv
 from components.converge.invariants import Broken
-from components.converge.probe import Look, Sample, Sampler, VipProber, VipSsh
+from components.converge.probe import Sample, Sampler, VipProber
 from components.converge.scenarios import RETURN_AFTER, Scenario
+from components.converge.target import Target
 from components.converge.writer import Writer
-
-
-class Target(Protocol):
-    """What a drill needs from a stack: fresh healthy cluster, looks, faults, the VIP."""
-
-    ssh: VipSsh
-    mount_point: str
-    advert_interval: float
-
-    def prepare(self) -> str | None:
-        """A freshly converged healthy cluster; None, or why not."""
-
-    def look(self) -> Look:
-        """One look at every node (parallel)."""
-
-    def inject(self, fault: str, node: str) -> None:
-        """Apply ``fault`` (nic_down, nic_up, kill_sshd, ... see :data:`SCENARIOS`) to ``node``."""
-
-    def hold_open(self, node: str, path: str) -> int:
-        """Start a process on ``node`` holding ``path`` open; its pid."""
-
-    def keep_writing(self, node: str, path: str) -> int:
-        """Start a process on ``node`` writing ``path`` (fsync'd) without pause; its pid."""
-
-    def alive(self, node: str, pid: int) -> bool:
-        """Whether ``pid`` still runs on ``node``."""
-
-    def restart_all(self) -> None:
-        """Restart keepalived on every node at the same moment."""
 
 
 @dataclass
@@ -136,7 +108,9 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
         res.broken.append(
             Broken("I3", f"before: ssh to the VIP answered {before!r}, want {master}")
         )
-    writer = Writer(ssh, target.mount_point, f"{scenario.key}-{uuid.uuid4().hex[:8]}")
+    pace = target.pace
+    run_id = f"{scenario.key}-{uuid.uuid4().hex[:8]}"
+    writer = Writer(ssh, target.mount_point, run_id, pause=pace.write, max_seconds=600)
     if err := writer.prepare():
         res.broken.append(Broken("I4", err))
         return res
@@ -145,11 +119,17 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     floor = 3 * target.advert_interval
     t0 = time.monotonic()
     holder_pid = mover_pid = None
-    with Sampler(look, t0) as sampler, VipProber(ssh, t0) as prober:
+    foreign = None
+    prober_args = {"period": pace.probe, "cap": pace.probe_cap}
+    with Sampler(look, t0, pace.sample) as sampler, VipProber(ssh, t0, **prober_args) as prober:
         time.sleep(0.6)
         ref = time.monotonic() - t0
         host: str | None = survivor
         cond = inv.holds_all(survivor)
+        if scenario.flow == "foreign":
+            foreign = target.foreign_watch()
+            say(f"{scenario.key}: a foreign client has the image open: {foreign}")
+            ref = time.monotonic() - t0
         if scenario.flow == "holder":
             holder_pid = target.hold_open(master, writer.path)
             ref = time.monotonic() - t0
@@ -174,16 +154,27 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
             for fault in scenario.faults:
                 target.inject(fault, master)
         say(f"{scenario.key}: fault injected on {master} at t={ref:.2f}s")
-        _wait(sampler, cond, prober, host, ref, hold=floor, timeout=45)
+        if scenario.flow == "refuse":
+            # nobody may mount an image that cannot be fenced: watch a while, then heal it
+            time.sleep(max(pace.recovery / 3, 4 * floor))
+            refused = time.monotonic() - t0
+            res.broken += inv.nobody_mounted(sampler.since(ref))
+            logs = [target.notify_log(n.name) for n in first.nodes]
+            if not any("rbd feature enable" in log for log in logs):
+                res.broken.append(Broken("R2", "no node's log says how to enable the feature"))
+            target.inject(scenario.heal or "", master)
+            say(f"{scenario.key}: {scenario.heal} at t={refused:.2f}s")
+            ref, host, cond = refused, None, inv.settled
+        _wait(sampler, cond, prober, host, ref, hold=floor, timeout=pace.recovery)
         res.recovery = _recovery(sampler, prober, cond, host, ref)
         back = 0.0
         if scenario.flow == "heal" and scenario.heal:
-            time.sleep(floor + 1)  # the fault outlasts the takeover
+            time.sleep(scenario.outlast or floor + 1)  # the fault outlasts the takeover
             target.inject(scenario.heal, master)
             healed = time.monotonic() - t0
             say(f"{scenario.key}: {scenario.heal} at t={healed:.2f}s")
             time.sleep(1.0)
-            _wait(sampler, inv.settled, prober, None, healed, hold=floor + 2, timeout=60)
+            _wait(sampler, inv.settled, prober, None, healed, floor + 2, pace.recovery)
         if scenario.flow == "return":
             # cut off for longer than its release tries: the release gave up before it returns
             time.sleep(max(0.0, ref + RETURN_AFTER - (time.monotonic() - t0)))
@@ -191,8 +182,13 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
             back = time.monotonic() - t0
             say(f"{scenario.key}: {master} back at t={back:.2f}s")
             back_cond = inv.settled_with_backup(survivor, master)
-            _wait(sampler, back_cond, prober, survivor, back, hold=floor, timeout=45)
-        if not writer.wait_acked(3, timeout=20):
+            _wait(sampler, back_cond, prober, survivor, back, floor, pace.recovery)
+        if foreign is not None:
+            fenced = target.fenced()
+            if fenced is None or foreign in fenced:
+                res.broken.append(Broken("F1", f"the foreign client {foreign} was fenced"))
+            target.foreign_unwatch()
+        if not writer.wait_acked(3, timeout=pace.recovery):
             res.broken.append(Broken("I4", "the writer got no acknowledgement after recovery"))
         time.sleep(0.3)
     writer.stop()
@@ -200,7 +196,7 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     res.samples, res.worst_gap, res.acked = len(samples), sampler.worst_gap, len(writer.acked)
     res.fenced = sorted({n.name for x in samples for n in x.nodes if n.mounted and n.fenced})
     if res.recovery is None:
-        res.notes.append(f"not recovered within 45 s of the fault at t={ref:.2f}s")
+        res.notes.append(f"not recovered within {pace.recovery:.0f} s of t={ref:.2f}s")
     res.broken += inv.single_mount(samples)
     res.broken += inv.one_holder(samples[-1] if samples else None)
     if scenario.flow == "return":
@@ -254,12 +250,17 @@ def time_failover(target: Target, fault: str) -> Timed:
     (master,) = first.masters() or ("?",)
     survivor = next((n.name for n in first.nodes if n.name != master), "?")
     t0 = time.monotonic()
-    with Sampler(look, t0) as sampler, VipProber(target.ssh, t0) as prober:
+    pace = target.pace
+    prober_args = {"period": pace.probe, "cap": pace.probe_cap}
+    with (
+        Sampler(look, t0, pace.sample) as sampler,
+        VipProber(target.ssh, t0, **prober_args) as prober,
+    ):
         time.sleep(0.3)
         ref = time.monotonic() - t0
         injected = time.time()
         target.inject(fault, master)
         cond = inv.holds_all(survivor)
-        _wait(sampler, cond, prober, survivor, ref, hold=0.5, timeout=45)
+        _wait(sampler, cond, prober, survivor, ref, hold=0.5, timeout=pace.recovery)
         took = _recovery(sampler, prober, cond, survivor, ref)
     return Timed(took, f"worst sample gap {sampler.worst_gap:.2f}s", survivor, injected)

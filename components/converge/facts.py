@@ -209,6 +209,19 @@ def unit_states(c: Connection, units: Sequence[str]) -> dict[str, UnitState]:
     return parse_unit_states(units, _run(c, unit_states_command(units)))
 
 
+def image_info(c: Connection, image: str, ceph_user: str) -> str | None:
+    """What ``rbd info`` says of the image, asked as the node's own Ceph client; None when it
+    failed."""
+    r = c.run(
+        f"timeout 60 rbd --id {shlex.quote(ceph_user)} info {shlex.quote(image)}",
+        hide=True,
+        warn=True,
+        in_stream=False,
+        timeout=90,
+    )
+    return r.stdout if r.ok else None
+
+
 # --------------------------------------------------------------------------- VRRP, VIP, mount
 
 

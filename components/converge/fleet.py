@@ -10,6 +10,7 @@ while lower-priority nodes are still to come. Everything else runs fully in para
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ import paramiko
 from fabric import Connection
 
 from components.bundle import PATHS, Bundle
+from components.bundle.build import RELEASE_TIMING
 from components.config import Node, Settings
 from components.converge import node as converge
 from components.converge import rollout, status
@@ -98,7 +100,7 @@ def converge_cluster(
 
 
 def node_status(s: Settings, node: Node, access: Access) -> status.NodeStatus:
-    """One node's status over a strict connection; UNREACHABLE with the reason on failure."""
+    """One node's own view over a strict connection; UNREACHABLE with the reason on failure."""
     try:
         with sshconn.connect(access.target(node.name, str(node.ip), strict=True)) as c:
             return status.node_status(c, s, node.name)
@@ -106,23 +108,52 @@ def node_status(s: Settings, node: Node, access: Access) -> status.NodeStatus:
         return status.NodeStatus(node.name, str(node.ip), "UNREACHABLE", False, False, str(e))
 
 
-def cluster_status(s: Settings, access: Access) -> list[status.NodeStatus]:
+def _with_ceph(
+    s: Settings, statuses: list[status.NodeStatus], access: Access
+) -> list[status.NodeStatus]:
+    """Ceph's view, asked once (of the MASTER, else of the first node that answers), given
+    to every node's status."""
+    order = sorted(
+        statuses, key=lambda st: (st.vrrp_state != "MASTER", st.vrrp_state == "UNREACHABLE")
+    )
+    answer = None
+    for st in order:
+        if st.vrrp_state == "UNREACHABLE":
+            continue
+        try:
+            with sshconn.connect(access.target(st.name, st.ip, strict=True)) as c:
+                answer = status.ask_ceph(c, s)
+                break
+        except (OSError, paramiko.SSHException, sshconn.HostKeyError):
+            continue
+    if answer is None:
+        return statuses
+    views = status.ceph_views([str(n.ip) for n in s.nodes], answer)
+    return [dataclasses.replace(st, ceph=views.get(st.ip)) for st in statuses]
+
+
+def cluster_status(s: Settings, access: Access, *, ceph: bool = True) -> list[status.NodeStatus]:
+    """Every node's view, in parallel; with ``ceph``, Ceph's view of each too."""
     with ThreadPoolExecutor(max_workers=len(s.nodes)) as pool:
-        return list(pool.map(lambda n: node_status(s, n, access), s.nodes))
+        statuses = list(pool.map(lambda n: node_status(s, n, access), s.nodes))
+    return _with_ceph(s, statuses, access) if ceph else statuses
 
 
 def wait_for_cluster(
     s: Settings, access: Access, timeout: float
 ) -> tuple[list[status.NodeStatus], list[str]]:
-    """Poll until exactly one MASTER holds the VIP and the mount, or ``timeout``; returns
-    the last statuses and what is still wrong (empty when settled)."""
+    """Poll the nodes until exactly one MASTER holds the VIP and the mount, or ``timeout``;
+    then ask Ceph once. Returns the last statuses and what is still wrong (empty when
+    settled)."""
     deadline = time.monotonic() + timeout
     while True:
-        statuses = cluster_status(s, access)
+        statuses = cluster_status(s, access, ceph=False)
         problems = status.cluster_problems(statuses)
         if not problems or time.monotonic() >= deadline:
-            return statuses, problems
+            break
         time.sleep(0.5)
+    statuses = _with_ceph(s, statuses, access)
+    return statuses, status.cluster_problems(statuses)
 
 
 # --------------------------------------------------------------------------- whole stack
@@ -159,9 +190,9 @@ class Outcome:
 
 def settle_timeout(s: Settings) -> float:
     """How long a cluster may take to settle after a converge: the election (3 adverts), then
-    the first MASTER's fence of the peer's idle client and the peer's way back (chk_volume's 3
-    failures 2 s apart, FAULT, a fresh mapping)."""
-    return 3 * s.advert_seconds + 25
+    the first MASTER's promotion (the fence's look at the image, the map, the mount), within
+    the budget its volume check gives it."""
+    return 3 * s.advert_seconds + RELEASE_TIMING.promote_budget
 
 
 def converge_stack(

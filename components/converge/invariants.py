@@ -69,6 +69,16 @@ def one_holder(last: Sample | None) -> list[Broken]:
     return [Broken("I2", detail, last.brief())]
 
 
+def nobody_mounted(samples: Sequence[Sample]) -> list[Broken]:
+    """R1: while the image cannot be fenced (no exclusive-lock), no node mounts it."""
+    bad = [x for x in samples if x.mounted()]
+    if not bad:
+        return []
+    first = bad[0]
+    detail = f"{', '.join(first.mounted())} mounted an image without exclusive-lock"
+    return [Broken("R1", f"{detail} (first at t={first.t:.2f}s)", first.brief())]
+
+
 def holds_all(node: str) -> Callable[[Sample], bool]:
     """``node`` holds the VIP and has the volume mounted."""
 

@@ -189,11 +189,20 @@ def converge_node(
         live = facts.sysctl_values(c, keys)
         apply(step, operations.apply_sysctl(sysctl_files, changed, live))
 
+        step = "image"  # the image can be fenced, or no node may mount it
+        if bundle.image:
+            problem = operations.image_feature_problem(
+                bundle.image, facts.image_info(c, bundle.image, bundle.ceph_user)
+            )
+            if problem:
+                raise StepError(step, problem)
+
         step = "units"
         run_owed(step, operations.DAEMON_RELOAD, operations.daemon_reload(changed, owed))
-        units = facts.unit_states(c, bundle.services)
+        units = facts.unit_states(c, (*bundle.services, *bundle.on_demand))
         apply(step, operations.enable_services(bundle.services, units))
         apply(step, operations.start_services(bundle.services, units))
+        apply(step, operations.retire_boot_units(bundle.on_demand, units))
 
         step = "sshd"
         shared = shared_public_keys(bundle)

@@ -191,6 +191,37 @@ def start_services(services: Iterable[str], states: Mapping[str, UnitState]) -> 
     ]
 
 
+def retire_boot_units(units: Iterable[str], states: Mapping[str, UnitState]) -> list[str]:
+    """Units an earlier bundle enabled at boot and this one starts on demand only (the rbd
+    unit: only the MASTER maps). Never stopped here: on the MASTER it carries the mounted
+    volume; the notify script unmaps it when the node stops being MASTER."""
+    retire = [
+        u for u in units if states.get(u, UnitState("unknown", "unknown")).enabled == "enabled"
+    ]
+    if not retire:
+        return []
+    links = " ".join(q(f"/etc/systemd/system/multi-user.target.wants/{u}") for u in retire)
+    return [f"rm -f {links}", "systemctl daemon-reload"]
+
+
+def image_feature_problem(image: str, rbd_info: str | None) -> str | None:
+    """Why the image cannot be fenced (no exclusive-lock feature), or None. ``rbd_info``:
+    what ``rbd info`` printed, None when it failed (Ceph unreachable, no such image)."""
+    if rbd_info is None:
+        return f"image {image}: `rbd info` failed: the node cannot reach it as its Ceph client"
+    for line in rbd_info.splitlines():
+        if line.strip().startswith("features:"):
+            features = line.split(":", 1)[1].replace(" ", "").split(",")
+            if "exclusive-lock" in features:
+                return None
+            return (
+                f"image {image} lacks the exclusive-lock feature (it has: {','.join(features)}): "
+                "without it nothing fences a second writer, and the nodes refuse to mount it. "
+                f"Enable it on the Ceph cluster: rbd feature enable {image} exclusive-lock"
+            )
+    return f"image {image}: `rbd info` printed no features line"
+
+
 # --------------------------------------------------------------------------- daemons
 
 

@@ -90,7 +90,7 @@ def _look(s: Settings, c: Connection, name: str) -> View:
         str(s.vip.ip),
         s.mount_point,
         c.run(
-            status.status_command(s.interface, PATHS.rbd_device(s.rbd_pool, s.rbd_image)),
+            status.status_command(s),
             hide=True,
             warn=True,
             in_stream=False,

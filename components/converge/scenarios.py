@@ -7,10 +7,18 @@ from dataclasses import dataclass
 
 from components.bundle.build import RELEASE_TIMING
 
-# How long the old master of ``old-master-returns`` stays cut off from the fault on: longer
-# than its release's tries (about 2 s each), so it returns with a release that gave up, which
-# the notify script's background retry (or its next BACKUP call) then finishes.
-RETURN_AFTER = RELEASE_TIMING.umount_tries * 2.0 + 5.0
+# How long the old master of ``old-master-returns`` stays cut off from the fault on: past its
+# mapping's OSD timeout (its write in flight fails then, and its file system shuts down), so
+# it returns having released through the storage's silence (or still trying: the notify
+# script's background retry, or its next BACKUP call, then finishes).
+RETURN_AFTER = RELEASE_TIMING.osd_request_timeout + 10.0
+# A brief stun: longer than the takeover's detection (3 adverts), shorter than a promotion.
+STUN_BRIEF = 6.0
+# Past Ceph's default blocklist lifetime as the lab's monitor has it (60 s, where a real one
+# has an hour: components/lab/ceph.py): a fence that relied on the default would have expired
+# when the long-stunned master wakes up.
+LAB_BLOCKLIST_DEFAULT = 60
+STUN_LONG = LAB_BLOCKLIST_DEFAULT + 30.0
 
 
 @dataclass(frozen=True)
@@ -19,7 +27,9 @@ class Scenario:
     over), holder (same, with a file held open on the volume), return (failover, then the old
     master comes back), flap (NIC flaps), restart (keepalived restarted on every node), heal
     (failover while the old master may still run, then ``heal`` undoes the fault: the Ceph
-    fence alone keeps the old master from writing)."""
+    fence alone keeps the old master from writing), foreign (a failover while a client that
+    is not a node has the image open: it is never fenced), refuse (the image loses its
+    exclusive-lock feature while no node maps it: no node may mount, until ``heal``)."""
 
     key: str
     title: str
@@ -27,6 +37,8 @@ class Scenario:
     flow: str = "failover"
     known_break: str | None = None
     heal: str | None = None
+    outlast: float | None = None
+    """Seconds the fault lasts before ``heal`` (default: just past the takeover)."""
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -36,7 +48,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "master-keepalived-sigkill", "keepalived SIGKILLed on the master", ("kill_keepalived",)
     ),
-    Scenario("master-crash", "master node crash, its lock left behind", ("crash",)),
+    Scenario(
+        "master-crash",
+        "the master's VM powered off (its plug pulled), its lock left behind",
+        ("power_off",),
+    ),
     Scenario("old-master-returns", "old master returns as BACKUP", ("nic_down",), "return"),
     # Demoted while it still reaches Ceph (its sshd check fails): the holders can be killed
     # and the unmount must succeed. Cut off from Ceph instead (NIC down), a write in flight
@@ -66,6 +82,43 @@ SCENARIOS: tuple[Scenario, ...] = (
         ("freeze_keepalived",),
         "heal",
         heal="thaw_keepalived",
+    ),
+    Scenario(
+        "master-link-lost",
+        "the master's VM loses its network link (a cable pulled), then back",
+        ("link_down",),
+        "heal",
+        heal="link_up",
+    ),
+    Scenario(
+        "master-stunned-briefly",
+        f"the master's whole VM stunned for {STUN_BRIEF:.0f} s, then resumed",
+        ("stun",),
+        "heal",
+        heal="resume",
+        outlast=STUN_BRIEF,
+    ),
+    Scenario(
+        "master-stunned-long",
+        f"the master's whole VM stunned {STUN_LONG:.0f} s, past Ceph's default blocklist "
+        f"lifetime ({LAB_BLOCKLIST_DEFAULT} s on the lab's monitor), then resumed",
+        ("stun",),
+        "heal",
+        heal="resume",
+        outlast=STUN_LONG,
+    ),
+    Scenario(
+        "foreign-watcher",
+        "a client that is not a node has the image open while the master fails over",
+        ("stop_keepalived",),
+        "foreign",
+    ),
+    Scenario(
+        "no-exclusive-lock",
+        "the image loses its exclusive-lock feature: no node mounts it until it is back",
+        ("no_exclusive_lock",),
+        "refuse",
+        heal="exclusive_lock",
     ),
 )
 BY_KEY = {s.key: s for s in SCENARIOS}

@@ -22,16 +22,16 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
+from components.lab.ceph_conf import IMAGE_MIB, conf_text
 from components.lab.net import LabError, run
 from components.lab.plan import Lab
 
 MON_ID = "a"
 OSD_ID = 0
-IMAGE_MIB = 300  # the smallest XFS that xfsprogs 6 makes
 PG_NUM = 8
 # exclusive-lock: the lock the fence breaks; layering: every client (krbd 3.10 too) knows it
 IMAGE_FEATURES = "layering,exclusive-lock"
-TOOLS = ("ceph-mon", "ceph-osd", "ceph-authtool", "monmaptool", "ceph", "rbd", "rbd-fuse")
+TOOLS = ("ceph-mon", "ceph-osd", "ceph-authtool", "monmaptool", "ceph", "rbd")
 START_WAIT = 60.0
 
 
@@ -71,46 +71,6 @@ def check_plan(lab: Lab) -> list[str]:
     if mons != [monitor(lab)]:
         return [f"cephMonitors must be the lab bridge's address [{monitor(lab)}], not {mons}"]
     return []
-
-
-def _conf_text(lab: Lab, fsid: str) -> str:
-    h, r = home(lab), run_dir(lab)
-    net = lab.gateway.network
-    return f"""\
-# The lab's Ceph (components/lab/ceph.py): one monitor, one memstore OSD, on {lab.bridge}.
-[global]
-fsid = {fsid}
-mon_host = {monitor(lab)}
-public_network = {net}
-ms_bind_ipv6 = false
-auth_cluster_required = cephx
-auth_service_required = cephx
-auth_client_required = cephx
-auth_allow_insecure_global_id_reclaim = false
-osd_pool_default_size = 1
-osd_pool_default_min_size = 1
-mon_allow_pool_size_one = true
-mon_warn_on_pool_no_redundancy = false
-mon_data_avail_warn = 1
-osd_objectstore = memstore
-memstore_device_bytes = {2 * IMAGE_MIB * 1024 * 1024}
-osd_crush_chooseleaf_type = 0
-[mon]
-mon_data = {h}/mon
-keyring = {h}/mon.keyring
-pid_file = {r}/mon.pid
-admin_socket = {r}/mon.asok
-log_file = {h}/mon.log
-[osd]
-osd_data = {h}/osd
-keyring = {h}/osd.keyring
-pid_file = {r}/osd.pid
-admin_socket = {r}/osd.asok
-log_file = {h}/osd.log
-[client]
-admin_socket =
-log_file =
-"""
 
 
 def _pid(lab: Lab, daemon: str) -> int | None:
@@ -188,7 +148,7 @@ def up(lab: Lab) -> str:
     h.mkdir(parents=True, mode=0o700)
     r.mkdir(parents=True, exist_ok=True)
     fsid = str(uuid.uuid4())
-    conf(lab).write_text(_conf_text(lab, fsid))
+    conf(lab).write_text(conf_text(lab, fsid, home(lab), run_dir(lab), monitor(lab)))
     mon_keyring = h / "mon.keyring"
     run(["ceph-authtool", "--create-keyring", str(mon_keyring), "--gen-key", "-n", "mon.",
          "--cap", "mon", "allow *"])  # fmt: skip
@@ -274,6 +234,17 @@ def watchers(lab: Lab) -> set[str] | None:
     if r.returncode != 0:
         return None
     return {w.split("=", 1)[1] for w in r.stdout.split() if w.startswith("watcher=")}
+
+
+def blocklist(lab: Lab) -> set[str] | None:
+    """The OSD blocklist's entries (client instances), or None if Ceph did not answer."""
+    try:
+        r = run([*admin(lab), "osd", "blocklist", "ls"], check=False, timeout=30)
+    except LabError:
+        return None
+    if r.returncode != 0:
+        return None
+    return {line.split()[0] for line in r.stdout.splitlines() if ":" in line}
 
 
 def client_key(lab: Lab) -> str | None:

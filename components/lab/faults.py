@@ -1,38 +1,36 @@
-"""Faults injected into the embedded lab's nodes, and the reset that undoes all of them.
+"""Faults injected into the embedded lab's VMs, and the reset that undoes all of them.
 
-Why here: breaking a node on purpose (its NIC down, sshd or keepalived killed, every process
-killed) is only safe where the node is a namespace on this machine; the drill
-(:mod:`components.converge.drill`) asks for a fault by name and this module does it with the
-node's own tools (``nsenter`` via :func:`node_run`). Each node has its own PID namespace, so
-what a fault lists and kills inside a node is that node's, as on a VM: nothing of the host or
-of the other node can be signalled. The node's init (PID 1, tini, and the ``sleep infinity``
-it watches) is spared, so the node can be reset without being rebuilt.
+Why here: breaking a node on purpose is only safe where the node is a VM of this lab; the
+drill (:mod:`components.converge.drill`) asks for a fault by name and this module does it.
+Two kinds:
+
+- faults of the VM, done from the host, as vSphere would meet them: the VM powered off (its
+  QEMU killed: no shutdown, no goodbye), stunned (every vCPU and device frozen) and resumed,
+  its NIC's link lost (a cable pulled, the guest sees no carrier);
+- faults inside the guest, done through its guest agent (never its network): the NIC taken
+  down (the article's own test), a VRRP partition (the peers' addresses pinned to a MAC
+  nobody has, so adverts are lost while Ceph on the host stays reachable), sshd or keepalived
+  killed, keepalived frozen or stopped.
 """
 
 from __future__ import annotations
 
 import shlex
+import subprocess
+import threading
+import time
 
-from components.lab.net import LabError, node_run
+from components.lab import ceph as labceph
+from components.lab import vcsim as labvcsim
+from components.lab.net import LabError, run
 from components.lab.plan import Lab
+from components.lab.vmexec import node_run
+from components.lab.vms import wait_booted
 
 # a locally administered MAC no lab NIC has: frames sent to it reach nobody
 NOWHERE_MAC = "02:00:5e:00:de:ad"
-
-# the node's init and the child it watches: spared by every kill (see the module doc)
-_NOT_INIT = (
-    '[ "$p" = 1 ] && continue; '
-    '[ "$(tr "\\0" " " < /proc/$p/cmdline 2>/dev/null)" = "sleep infinity " ] && continue; '
-)
-# pids of the node's processes, except this shell and the init
-_NODE_PIDS = (
-    'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue; '
-    f'{_NOT_INIT}echo "$p"; done'
-)
-
-
-def _node_pids_named(comm: str) -> str:
-    return f'for p in $(pgrep -x {shlex.quote(comm)}); do {_NOT_INIT}echo "$p"; done'
+# sshd killed stays dead (its unit would restart it at once): a runtime drop-in, gone at reset
+_SSHD_STAYS_DEAD = "/run/systemd/system/ssh.service.d/90-repo-cluster-drill.conf"
 
 
 class LabFaults:
@@ -41,6 +39,7 @@ class LabFaults:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.nic = lab.settings.interface
+        self._foreign: subprocess.Popen[bytes] | None = None
 
     def sh(self, node: str, script: str, timeout: float = 60) -> str:
         return node_run(self.lab.stack, node, script, check=True, timeout=timeout).stdout
@@ -51,8 +50,7 @@ class LabFaults:
     def _cut(self, node: str) -> str:
         """No frame from ``node`` reaches its peers: each peer's address is pinned to a MAC
         nobody has (a permanent neighbour entry), so its VRRP adverts (unicast in the lab) are
-        dropped by the peers' NICs, while Ceph (on the bridge's address) stays reachable. A
-        blackhole route would not do: keepalived's VRRP socket bypasses the routing table."""
+        lost, while Ceph (on the bridge's address) stays reachable."""
         return "; ".join(
             f"ip neigh replace {p} lladdr {NOWHERE_MAC} dev {self.nic} nud permanent"
             for p in self._peers(node)
@@ -69,12 +67,49 @@ class LabFaults:
             + "; true"
         )
 
+    # ----------------------------------------------------------------------- VM faults
+
+    def power_off(self, node: str) -> None:
+        """The VM's QEMU killed: the host agent then shows it powered off in vcsim."""
+        if not self.lab.machine(node).power_off():
+            raise LabError(f"{node}: its VM is not running")
+
+    def power_on(self, node: str, wait: bool = True) -> None:
+        """Powered on in vcsim, as an operator would; the host agent boots it."""
+        machine = self.lab.machine(node)
+        started = time.monotonic()
+        # a VM whose QEMU died is shown powered off by the agent within a poll: wait for that
+        # (or this power-on would be undone by it), unless the agent is booting it already
+        while not machine.running() and labvcsim.power_state(self.lab.settings, node):
+            if time.monotonic() - started > 30:
+                raise LabError(f"{node}: vcsim shows it powered on, but no QEMU runs it")
+            time.sleep(0.2)
+        if not machine.running():
+            labvcsim.set_power(self.lab.settings, node, True)
+        if wait:
+            wait_booted(self.lab, [node], lambda _: None, started)
+
     def inject(self, fault: str, node: str) -> None:
-        both = {
-            # VRRP dropped both ways: every node stops reaching every other
-            "partition": self._cut,
-            "heal": self._uncut,
+        machine = self.lab.machine(node)
+        vm_faults = {
+            "power_off": lambda: self.power_off(node),
+            "power_on": lambda: self.power_on(node),
+            "stun": machine.stun,
+            "resume": machine.resume,
+            "link_down": lambda: machine.set_link(False),
+            "link_up": lambda: machine.set_link(True),
         }
+        if fault in vm_faults:
+            vm_faults[fault]()
+            return
+        image_faults = {
+            "no_exclusive_lock": lambda: self._exclusive_lock(False),
+            "exclusive_lock": lambda: self._exclusive_lock(True),
+        }
+        if fault in image_faults:
+            image_faults[fault]()
+            return
+        both = {"partition": self._cut, "heal": self._uncut}
         if fault in both:
             for n in self.lab.nodes:
                 self.sh(n.name, both[fault](n.name))
@@ -82,26 +117,75 @@ class LabFaults:
         scripts = {
             # only the master's adverts are lost: it still hears its peers
             "partition_oneway": self._cut(node),
-            # keepalived frozen (a stunned VM's daemon), later thawed: it wakes up MASTER
-            "freeze_keepalived": f"kill -STOP $({_node_pids_named('keepalived')})",
-            "thaw_keepalived": f"kill -CONT $({_node_pids_named('keepalived')})",
+            # keepalived frozen (a stunned daemon), later thawed: it wakes up MASTER
+            "freeze_keepalived": "pkill -STOP -x keepalived",
+            "thaw_keepalived": "pkill -CONT -x keepalived",
             "nic_down": f"ip link set {self.nic} down",
             "nic_up": f"ip link set {self.nic} up",
-            "kill_sshd": "kill -9 $(cat /run/sshd.pid)",
+            "kill_sshd": f"mkdir -p {shlex.quote(_SSHD_STAYS_DEAD.rsplit('/', 1)[0])} && "
+            f"printf '[Service]\\nRestart=no\\n' > {_SSHD_STAYS_DEAD} && "
+            "systemctl daemon-reload && systemctl kill --signal=KILL ssh.service",
             "stop_keepalived": "systemctl stop keepalived",
             "start_keepalived": "systemctl start keepalived",
             "restart_keepalived": "systemctl restart keepalived",
             # every keepalived process at once: no child survives to say goodbye
-            "kill_keepalived": f"kill -9 $({_node_pids_named('keepalived')})",
-            # every process of the node, then its NIC, and the VIP with it (a dead VM's address
-            # answers nobody); the lab's shared kernel keeps the node's mount, which the
-            # peer's fence has made unwritable
-            "crash": f"kill -9 $({_NODE_PIDS}) 2>/dev/null; ip link set {self.nic} down; "
-            f"ip addr del {self.lab.settings.vip.with_prefixlen} dev {self.nic} 2>/dev/null; true",
+            "kill_keepalived": "pkill -KILL -x keepalived",
         }
         if fault not in scripts:
             raise LabError(f"unknown lab fault {fault!r}")
         self.sh(node, scripts[fault])
+
+    def _image(self) -> str:
+        return f"{self.lab.settings.rbd_pool}/{self.lab.settings.rbd_image}"
+
+    def _exclusive_lock(self, on: bool) -> None:
+        """The image's exclusive-lock feature off (every node released it first: keepalived
+        stopped, which unmaps; then started again) or back on."""
+        rbd = labceph.admin(self.lab, "rbd")
+        if on:
+            run([*rbd, "feature", "enable", self._image(), "exclusive-lock"])
+            return
+        for n in self.lab.nodes:
+            self.sh(n.name, "systemctl stop keepalived", timeout=300)
+        run([*rbd, "feature", "disable", self._image(), "exclusive-lock"])
+        for n in self.lab.nodes:
+            self.sh(n.name, "systemctl start keepalived")
+
+    def foreign_watch(self) -> str:
+        """A client that is not a node with the image open: ``rbd watch`` from the host (the
+        bridge's address), as the lab's admin; its instance, as Ceph lists it."""
+        self.foreign_unwatch()
+        before = labceph.watchers(self.lab) or set()
+        self._foreign = subprocess.Popen(
+            [*labceph.admin(self.lab, "rbd"), "watch", self._image()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            new = (labceph.watchers(self.lab) or set()) - before
+            mine = [w for w in new if w.startswith(f"{self.lab.gateway.ip}:")]
+            if mine:
+                return mine[0]
+            time.sleep(0.2)
+        self.foreign_unwatch()
+        raise LabError("the foreign `rbd watch` never showed as a watcher")
+
+    def foreign_unwatch(self) -> None:
+        if self._foreign is not None:
+            self._foreign.terminate()
+            try:
+                self._foreign.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._foreign.kill()
+                self._foreign.wait()
+            self._foreign = None
+
+    def reset_sshd(self, node: str) -> None:
+        """Undo ``kill_sshd``: the unit restarts sshd again, and sshd runs."""
+        self.sh(node, f"rm -f {_SSHD_STAYS_DEAD}; systemctl daemon-reload; systemctl start ssh")
 
     def hold_open(self, node: str, path: str) -> int:
         """A "data mover" on ``node`` holding ``path`` open (fd 3) in its own session."""
@@ -126,52 +210,60 @@ class LabFaults:
         return int(out.split()[-1])
 
     def alive(self, node: str, pid: int) -> bool:
-        r = node_run(self.lab.stack, node, f"{_NODE_PIDS}", timeout=30)
-        return str(pid) in r.stdout.split()
+        r = node_run(self.lab.stack, node, f"kill -0 {int(pid)}", timeout=30)
+        return r.returncode == 0
 
     def reset(self) -> None:
-        """Every node back to bare-but-ready: NIC up, no partition, sshd running (its stale
-        sessions gone), keepalived thawed and stopped, the volume unmounted (holders killed),
-        no VIP, no stray drill process. The next converge starts keepalived in priority
-        order."""
+        """Every node back to bare-but-ready: powered on and running (resumed, link up), NIC
+        up, no partition, sshd running, keepalived thawed and stopped, the volume unmounted
+        (holders killed) and unmapped, no VIP, no stray drill process. The next converge starts
+        keepalived in priority order."""
         s = self.lab.settings
         mp = shlex.quote(s.mount_point)
         vip = shlex.quote(s.vip.with_prefixlen)
+        self.foreign_unwatch()
+        info = run([*labceph.admin(self.lab, "rbd"), "info", self._image()]).stdout
+        if "exclusive-lock" not in info:  # a no-exclusive-lock drill stopped half-way
+            self._exclusive_lock(True)
+        for n in self.lab.nodes:
+            machine = self.lab.machine(n.name)
+            if machine.running():
+                machine.resume()
+                machine.set_link(True)
+            else:
+                self.power_on(n.name)
         for n in self.lab.nodes:
             self.sh(
                 n.name,
                 f"ip link set {self.nic} up; {self._uncut(n.name)}; "
-                f'p=$({_node_pids_named("keepalived")}); [ -n "$p" ] && kill -CONT $p; '
-                "systemctl stop keepalived >/dev/null 2>&1; "
-                f'p=$({_node_pids_named("keepalived")}); [ -n "$p" ] && kill -9 $p; '
-                f"for p in $({_node_pids_named('sleep')}); do kill -9 $p; done; "
-                # sessions left by clients that lost the VIP count against MaxStartups
-                f"for p in $({_node_pids_named('sshd')}); do "
-                '[ "$p" = "$(cat /run/sshd.pid 2>/dev/null)" ] || kill -9 $p; done; '
+                "pkill -CONT -x keepalived; systemctl stop keepalived >/dev/null 2>&1; "
+                "pkill -KILL -x keepalived; "
+                "pkill -KILL -f '^sleep 600$'; pkill -KILL -f 'conv=notrunc,fsync'; "
+                f"rm -f {_SSHD_STAYS_DEAD}; systemctl daemon-reload; "
                 f"if findmnt -rn --mountpoint {mp} >/dev/null; then "
                 f"fuser -M -k -m {mp} >/dev/null 2>&1; umount {mp}; fi; "
+                'for d in /sys/bus/rbd/devices/*; do [ -e "$d/name" ] && '
+                'rbd unmap -o force "/dev/rbd${d##*/}"; done; '
+                "rm -f /run/keepalivednotify/promoting; "
                 f"ip addr del {vip} dev {self.nic} 2>/dev/null; "
                 "systemctl start ssh; true",
             )
         for n in self.lab.nodes:
-            left = self.sh(n.name, f"findmnt -rn --mountpoint {mp} || true")
+            left = self.sh(n.name, f"findmnt -rn --mountpoint {mp}; ls /sys/bus/rbd/devices")
             if left.strip():
-                raise LabError(f"{n.name}: {s.mount_point} still mounted after the reset")
+                raise LabError(f"{n.name}: still mounted or mapped after the reset: {left}")
 
     def restart_all(self) -> None:
         """``systemctl restart keepalived`` on every node, started together."""
-        import subprocess
-
-        from components.lab.net import node_argv, node_env
-
-        procs = [
-            subprocess.Popen(
-                node_argv(self.lab.stack, n.name, ["systemctl", "restart", "keepalived"]),
-                env=node_env(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        threads = [
+            threading.Thread(
+                target=node_run,
+                args=(self.lab.stack, n.name, "systemctl restart keepalived"),
+                kwargs={"timeout": 60},
             )
             for n in self.lab.nodes
         ]
-        for p in procs:
-            p.wait(timeout=60)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=90)

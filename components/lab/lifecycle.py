@@ -1,38 +1,30 @@
-"""The embedded lab's nodes: bare servers in network namespaces, reached over real SSH.
+"""The embedded lab's life: lab_up builds it, lab_down removes it, health and leftovers tell.
 
-``lab_up(stack)`` builds, from ``Pulumi.<stack>.yaml``, one bare node per stack node; a Fabric
-converge then turns them into repo nodes exactly as it would real VMs. ``lab_down(stack)``
-removes everything. sshd, keepalived, mount, XFS and Ceph are the real programs; the stand-ins are
-``scripts/node/lab-systemctl`` (nodes have no systemd) and, in its rbd unit, rbd-fuse plus a
-loop device for the kernel's ``rbd map`` (this kernel has no rbd module).
+``lab_up(stack)`` builds, from ``Pulumi.<stack>.yaml``, everything a stack needs around its
+VMs: the guest image (cached per machine), the bridge, the lab's Ceph and DNS server, vcsim
+with the template, and the host agent that runs vcsim's powered-on VMs as QEMU VMs
+(components/lab/hostd.py). With ``vms`` (the default, the path without the vSphere plugin) it
+also makes the nodes' VMs in vcsim itself, from the rendered bundles and the lab's secrets,
+and waits until each has booted and cloud-init is done; ``make lab`` with the plugin passes
+``vms=False`` and ``pulumi up`` makes them. ``lab_down(stack)`` removes it all.
 
 Topology of the sim stack (addresses from the stack file; all inside 198.18.0.0/15)::
 
-    host (operator / Veeam side): Fabric, ssh, probes
-      |
-      | 198.18.50.1/24  (gateway)
-    +-+----------------------------- bridge rc-br-sim ---------------------------+
-    |          |  rc-sim-repo1 (veth)                     |  rc-sim-repo2 (veth)   |
-    +----------|------------------------------------------|------------------------+
-    netns repo1|                               netns repo2|
-    +----------+------------------------+     +-----------+-----------------------+
-    | ens160 198.18.50.161/24           |     | ens160 198.18.50.162/24           |
-    | (+ VIP 198.18.50.160 on MASTER)   |     | (+ VIP 198.18.50.160 on MASTER)   |
-    | no default route, IPv6 disabled   |     | no default route, IPv6 disabled   |
-    | own mount, UTS, PID ns (tini):    |     | own mount, UTS, PID ns (tini):    |
-    |  /etc/{ssh,keepalived,ceph,...}   |     |  /etc/{ssh,keepalived,ceph,...}   |
-    |  /usr/local/bin /root /run        |     |  /usr/local/bin /root /run        |
-    |  /mnt/veeamrepo  systemctl (lab)  |     |  /mnt/veeamrepo  systemctl (lab)  |
-    | sshd on :22 (own host keys)       |     | sshd on :22 (own host keys)       |
-    | own /dev: rbd-fuse -> /dev/loopN  |     | own /dev: rbd-fuse -> /dev/loopN  |
-    +-----------------+-----------------+     +-----------------+-----------------+
-                      |   each node's own Ceph client (its IP)  |
-                      +--> ceph-mon + memstore ceph-osd on 198.18.50.1 (host, cephx)
-                           pool rbd, image veeamrepo: XFS "veeamrepo", exclusive-lock
+    host: Fabric, ssh, Ceph mon + memstore osd, hostd (packages :8008), vcsim 127.0.0.1:8989
+      | 198.18.50.1/24 (gateway; forwards nothing)
+    +-+---------------------------- bridge br.sim ------------------------------+
+    |    tap t.sim.repo1                             tap t.sim.repo2           |
+    +------|-------------------------------------------|-----------------------+
+    QEMU VM repo1 (TCG)                         QEMU VM repo2 (TCG)
+      ens160 198.18.50.161/24                     ens160 198.18.50.162/24
+      (+ VIP 198.18.50.160 on the MASTER)         (+ VIP on the MASTER)
+      own kernel (krbd), systemd, cloud-init      own kernel (krbd), systemd, cloud-init
+      from its guestinfo in vcsim                 from its guestinfo in vcsim
+      /dev/rbd0 -> image rbd/veeamrepo (XFS "veeamrepo") on the host's Ceph
 
-Made: .lab/<stack>/ (node directories, ceph/, state.json), /run/repo-cluster/<stack>/ (the
-nodes' /run and /tmp, namespace files, Ceph pid files), the operator key (.lab/ssh/) when
-missing.
+Made: .lab/<stack>/ (Ceph, named, the VMs' disks, hostd.log, secrets), /run/repo-cluster/
+<stack>/ (the VMs' sockets and pids, Ceph and hostd pid files), .lab/vcsim, the operator key
+(.lab/ssh/) when missing. The image stays in ~/.cache/repo-cluster/images.
 """
 
 from __future__ import annotations
@@ -44,83 +36,72 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from components.lab import agentctl
 from components.lab import ceph as labceph
 from components.lab import dns as labdns
+from components.lab import image as labimage
 from components.lab import net as labnet
-from components.lab import node as labnode
-from components.lab import procs as labprocs
-from components.lab.net import LabError, node_argv, node_exec, node_run
-from components.lab.plan import REPO, Lab, LabNode, State, load_lab
+from components.lab import vcsim as labvcsim
+from components.lab.net import LabError, run
+from components.lab.plan import REPO, Lab, hostd_log, load_lab, stack_id
+from components.lab.vms import make_node_vms
 
-__all__ = [
-    "REPO",
-    "Lab",
-    "LabError",
-    "LabNode",
-    "lab_down",
-    "lab_up",
-    "load_lab",
-    "node_argv",
-    "node_exec",
-    "node_run",
-]
-
-TOOLS = (
-    *("ip", "nsenter", "unshare", "mount", "umount", "findmnt", "setsid", "sysctl", "tini"),
-    *("sshd", "ssh-keygen", "keepalived", "mkfs.xfs", "losetup", "blkid", "findfs", "mknod"),
-    *labceph.TOOLS,
-)
+TOOLS = ("ip", "qemu-system-x86_64", "qemu-img", "ssh-keygen", "mkfs.xfs", *labceph.TOOLS)
 Say = Callable[[str], None]
-
-
-# --------------------------------------------------------------------------- checks
 
 
 def _require_root_and_tools() -> None:
     if os.geteuid() != 0:
-        raise LabError("the lab needs root (network and mount namespaces, loop devices)")
-    missing = [t for t in TOOLS if shutil.which(t, path=labnet.NODE_PATH) is None]
+        raise LabError("the lab needs root (bridge, taps, QEMU, Ceph)")
+    missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         raise LabError(f"missing tools: {', '.join(missing)}; run scripts/install-deps")
 
 
+# --------------------------------------------------------------------------- what is there
+
+
+def _machine_names(lab: Lab) -> list[str]:
+    vms = lab.runtime / "vms"
+    return sorted(p.name for p in vms.iterdir()) if vms.is_dir() else []
+
+
+def _taps(lab: Lab) -> list[str]:
+    """The stack's taps: its nodes' and any other port of its bridge (a node since removed)."""
+    named = [n.tap for n in lab.nodes if labnet.link_exists(n.tap)]
+    return sorted(set(named) | set(labnet.links_of(lab.bridge)))
+
+
 def leftovers(lab: Lab) -> list[str]:
-    """What exists of this stack's lab, found by name (with or without a state file)."""
-    found = [f"netns {n.netns}" for n in lab.nodes if labnet.netns_exists(n.netns)]
-    found += [f"namespace file {f}" for f in lab.ns_files() if labnet.is_mountpoint(f)]
-    found += [f"link {v}" for v in (n.veth for n in lab.nodes) if labnet.link_exists(v)]
+    """What exists of this stack's lab, found by name (with or without its agent)."""
+    found = [
+        f"VM {name} (QEMU pid {lab.machine(name).pid()})"
+        for name in _machine_names(lab)
+        if lab.machine(name).running()
+    ]
+    pid = agentctl.pid(lab)
+    if pid:
+        found.append(f"host agent pid {pid}")
+    found += [f"tap {t}" for t in _taps(lab)]
     if labnet.link_exists(lab.bridge):
         found.append(f"bridge {lab.bridge}")
-    found += [f"loop device {d}" for d in labnode.loops_of(lab)]
     found += labceph.leftovers(lab)
-    found += [f"{p}" for p in (lab.runtime, *lab.made_paths()) if p.exists()]
+    found += [str(p) for p in (lab.runtime, *lab.made_paths()) if p.exists()]
     return found
 
 
 def health(lab: Lab) -> list[str]:
-    """Why this stack's lab is not (completely) up; empty when it is. sshd is not checked."""
-    state = State.load(lab)
-    if state is None or not state.complete:
-        return ["no complete lab (state file missing or lab-up unfinished)"]
+    """Why this stack's lab is not (completely) up; empty when it is. The VMs are vcsim's
+    business (powered on or not), not the lab's."""
     problems: list[str] = []
     if not labnet.link_exists(lab.bridge):
         problems.append(f"bridge {lab.bridge} missing")
+    if agentctl.pid(lab) is None:
+        problems.append("the lab's host agent is not running")
+    if labvcsim.running(labvcsim.STATE) is None:
+        problems.append("vcsim is not running")
     if not labceph.healthy(lab):
         problems.append("the lab's Ceph is not running (or lost the image)")
-    for n in lab.nodes:
-        files = labnet.ns_files(lab.stack, n.name)
-        if not all(labnet.is_mountpoint(f) for f in files.values()):
-            problems.append(f"node {n.name}: namespace missing")
-            continue
-        if not labprocs.init_alive(lab, n):
-            problems.append(f"node {n.name}: its init is gone (the node cannot run anything)")
-            continue
-        addr = labnet.run(
-            ["ip", "-n", n.netns, "-4", "-o", "addr", "show", "dev", lab.settings.interface],
-            check=False,
-        )
-        if f" {n.address} " not in addr.stdout:
-            problems.append(f"node {n.name}: {lab.settings.interface} lacks {n.address}")
     return problems
 
 
@@ -138,29 +119,27 @@ def _locked(lab: Lab) -> Iterator[None]:
 # --------------------------------------------------------------------------- up
 
 
-def lab_up(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
-    """Build the stack's lab nodes. Idempotent: returns False (changing nothing but a stopped
-    sshd) when the lab is already up. On failure, removes what it made and re-raises."""
+def lab_up(stack: str, *, vms: bool = True, repo: Path = REPO, say: Say = print) -> bool:
+    """Build the stack's lab (and, with ``vms``, its nodes' VMs). Idempotent: returns False
+    when the lab was up already (only missing VMs are then made). On failure, removes what it
+    made and re-raises."""
     lab = load_lab(stack, repo)
     _require_root_and_tools()
     with _locked(lab):
         if not health(lab):
-            for n in lab.nodes:
-                if not labnode.sshd_active(lab, n):
-                    labnode.start_sshd(lab, n)
-                    say(f"lab {stack}: started sshd on {n.name}")
             _dns_up(lab, repo, say)
-            nodes = ", ".join(n.name for n in lab.nodes)
-            say(f"lab {stack} is up (nodes: {nodes}); nothing to do")
+            if vms:
+                make_node_vms(lab, repo, say)
+            say(f"lab {stack} is up; nothing else to do")
             return False
         found = leftovers(lab)
         if found:
             say(f"lab {stack}: removing leftovers of an earlier lab: {', '.join(found)}")
             _teardown(lab, say)
-        state = State(stack=stack)
         try:
-            _build(lab, state, say)
-            _dns_up(lab, repo, say)
+            _build(lab, repo, say)
+            if vms:
+                make_node_vms(lab, repo, say)
         except BaseException:
             say(f"lab {stack}: lab-up failed, removing what it made")
             try:
@@ -171,39 +150,42 @@ def lab_up(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
     return True
 
 
-def _build(lab: Lab, state: State, say: Say) -> None:
-    state.made_lab_root = not lab.dir.parent.exists()
-    state.save(lab)
-    if not lab.key_file.parent.exists():
-        state.made_key_dir = str(lab.key_file.parent)
-    if labnode.ensure_operator_key(lab.key_file):
+def vcsim_binary() -> str:
+    """vcsim from scripts/bootstrap-tools (built once from the Go module proxy)."""
+    out = run([str(REPO / "scripts" / "bootstrap-tools"), "vcsim"], timeout=1800)
+    return str(Path(out.stdout.strip()) / "vcsim")
+
+
+def _build(lab: Lab, repo: Path, say: Say) -> None:
+    image = labimage.ensure(say)
+    lab.dir.mkdir(parents=True, exist_ok=True)
+    lab.image_file.write_text(f"{image.dir}\n")
+    pub = lab.key_file.with_name(lab.key_file.name + ".pub")
+    if not lab.key_file.exists() or not pub.exists():
+        made = not lab.key_file.parent.exists()
+        lab.key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if made:  # lab-down removes it again
+            _made_key_dir(lab).write_text(f"{lab.key_file.parent}\n")
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "repo-cluster-lab-operator",
+             "-f", str(lab.key_file)])  # fmt: skip
         say(f"lab {lab.stack}: generated operator key {lab.key_file}")
-    state.save(lab)
-    operator_pub = lab.key_file.with_name(lab.key_file.name + ".pub").read_text()
-
+    (lab.dir / "vms").mkdir(exist_ok=True)
     labnet.make_bridge(lab.bridge, lab.gateway)
+    say(f"lab {lab.stack}: bridge {lab.bridge} {lab.gateway}")
     say(f"lab {lab.stack}: {labceph.up(lab)}")
-    ns = labnet.ns_dir(lab.stack)
-    ns.mkdir(parents=True, exist_ok=True)
-    labnet.run(["mount", "--bind", str(ns), str(ns)])
-    labnet.run(["mount", "--make-private", str(ns)])
-    state.host_paths = labnode.ensure_host_targets(lab)
-    state.save(lab)
+    _dns_up(lab, repo, say)
+    s = lab.settings
+    if labvcsim.start(s, vcsim_binary(), labvcsim.STATE):
+        say(f"lab {lab.stack}: vcsim started on {s.vsphere_server}")
+    if labvcsim.ensure_template(s):
+        say(f"lab {lab.stack}: template {s.template!r} created in vcsim")
+    pid = agentctl.start(lab)
+    say(f"lab {lab.stack}: host agent pid {pid} (image {image.dir.name}), log {hostd_log(lab)}")
 
-    for n in lab.nodes:
-        labnet.make_netns(n.netns)
-        labnet.plug_node(n.netns, lab.settings.interface, n.address, n.veth, lab.bridge)
-        labnode.write_node_tree(lab, n, operator_pub)
-        labnode.make_mount_ns(lab, n)
-        state.init_pids[n.name] = labprocs.start_init(lab, n)
-        state.save(lab)
-        state.sshd_pids[n.name] = labnode.start_sshd(lab, n)
-        state.save(lab)
-        pid = state.sshd_pids[n.name]
-        say(f"lab {lab.stack}: node {n.name} {n.address} on {lab.bridge}, sshd pid {pid}")
-    state.complete = True
-    state.save(lab)
-    say(f"lab {lab.stack} is up: ssh -i {lab.key_file} root@<node ip>")
+
+def _made_key_dir(lab: Lab) -> Path:
+    """Present when lab-up made the operator key's directory (it names it)."""
+    return lab.dir / "made-operator-key"
 
 
 # --------------------------------------------------------------------------- down
@@ -215,12 +197,28 @@ def lab_down(stack: str, *, repo: Path = REPO, say: Say = print) -> bool:
     lab = load_lab(stack, repo)
     _require_root_and_tools()
     with _locked(lab):
-        if not leftovers(lab) and State.load(lab) is None:
+        if not leftovers(lab):
+            _last_one_out(say)
             say(f"lab {stack}: nothing to remove")
             return False
         _teardown(lab, say)
+        _last_one_out(say)
     say(f"lab {stack}: removed")
     return True
+
+
+def _last_one_out(say: Say) -> None:
+    """vcsim serves every lab stack: it stops with the last lab (its inventory lives in
+    memory only)."""
+    others = list(labnet.RUNTIME_ROOT.iterdir()) if labnet.RUNTIME_ROOT.is_dir() else []
+    if others:
+        return
+    if labvcsim.running(labvcsim.STATE):
+        labvcsim.stop(labvcsim.STATE)
+        say("vcsim stopped (no lab left)")
+    shutil.rmtree(labvcsim.STATE, ignore_errors=True)
+    with suppress(OSError):
+        labvcsim.STATE.parent.rmdir()
 
 
 def _dns_up(lab: Lab, repo: Path, say: Say) -> None:
@@ -230,65 +228,46 @@ def _dns_up(lab: Lab, repo: Path, say: Say) -> None:
 
 
 def _teardown(lab: Lab, say: Say) -> None:
-    state = State.load(lab) or State(stack=lab.stack)
+    if agentctl.stop(lab):
+        say(f"lab {lab.stack}: stopped the host agent")
+    stopped = [name for name in _machine_names(lab) if lab.machine(name).power_off()]
+    if stopped:
+        say(f"lab {lab.stack}: powered off {', '.join(stopped)}")
+    _forget_vms(lab, say)
     if labdns.down(lab):
         say(f"lab {lab.stack}: stopped named")
-    # found while the nodes' rbd-fuse still run: a stopped rbd-fuse takes its directory with it,
-    # and with it the backing file's path by which these are told apart
-    loops = labnode.loops_of(lab)
-    killed = labprocs.kill_all(lab.ns_files())
-    # nodes whose namespace files are already gone (removed by hand) end with their init
-    recorded = [p for p in state.init_pids.values() if labprocs.is_lab_init(p)]
-    labprocs.terminate(recorded)
-    killed += recorded
-    if killed:
-        say(f"lab {lab.stack}: stopped {len(killed)} process(es) in the nodes")
-    # detach first: a loop device still in use detaches once unmounted
-    for device in loops:
-        labnet.run(["losetup", "--detach", device], check=False)
-    for n in lab.nodes:
-        if labnet.is_mountpoint(labnet.ns_files(lab.stack, n.name)["mount"]):
-            labnode.unmount_volume_in(lab, n)
-    ns = labnet.ns_dir(lab.stack)
-    for f in lab.ns_files():
-        if f.parent == ns and labnet.is_mountpoint(f):
-            labnet.run(["umount", str(f)])
-    while labnet.is_mountpoint(ns):
-        labnet.run(["umount", str(ns)])
-    for n in lab.nodes:
-        labnet.delete_netns(n.netns)
-        labnet.delete_link(n.veth)
+    for tap in _taps(lab):
+        labnet.delete_link(tap)
     labnet.delete_link(lab.bridge)
-    for device in loops:
-        if labnet.run(["losetup", "--list", "--noheadings", device], check=False).stdout:
-            labnet.run(["losetup", "--detach", device], check=False)
     if labceph.down(lab):
         say(f"lab {lab.stack}: stopped Ceph")
     shutil.rmtree(lab.runtime, ignore_errors=True)
-    _rmdir_if_empty(labnet.RUNTIME_ROOT)
+    with suppress(OSError):
+        labnet.RUNTIME_ROOT.rmdir()
+    with suppress(OSError):
+        key_dir = Path(_made_key_dir(lab).read_text().strip())
+        shutil.rmtree(key_dir, ignore_errors=True)
+        _made_key_dir(lab).unlink()
     for made in lab.made_paths():
         if made.is_dir():
-            # the notify script makes each node's bare mount point immutable
-            labnet.run(["chattr", "-R", "-f", "-i", str(made)], check=False)
             shutil.rmtree(made, ignore_errors=True)
         else:
             made.unlink(missing_ok=True)
-    _rmdir_if_empty(lab.dir)
-    if state.made_key_dir:
-        shutil.rmtree(state.made_key_dir, ignore_errors=True)
-    if state.made_lab_root:
-        _rmdir_if_empty(lab.dir.parent)
-    for p in reversed(state.host_paths):
-        path = Path(p)
-        if path.is_file() and path.stat().st_size == 0:
-            path.unlink()
-        else:
-            _rmdir_if_empty(path)
+    with suppress(OSError):
+        lab.dir.rmdir()
     left = leftovers(lab)
     if left:
         raise LabError(f"lab {lab.stack}: could not remove: {', '.join(left)}")
 
 
-def _rmdir_if_empty(path: Path) -> None:
-    with suppress(OSError):
-        path.rmdir()
+def _forget_vms(lab: Lab, say: Say) -> None:
+    """The stack's VMs in vcsim go with the lab (vcsim, shared by lab stacks, stays)."""
+    if labvcsim.running(labvcsim.STATE) is None:
+        return
+    try:
+        gone = labvcsim.remove_vms(lab.settings, stack_id(lab))
+    except Exception as e:  # vcsim half-gone: its inventory dies with it anyway
+        say(f"lab {lab.stack}: could not remove the VMs from vcsim: {e}")
+        return
+    if gone:
+        say(f"lab {lab.stack}: removed {', '.join(gone)} from vcsim")

@@ -1,32 +1,36 @@
-"""The lab plan of a stack: what lab-up makes, named and placed, and the record of it.
+"""The lab plan of a stack: what lab-up makes, named and placed.
 
 ``load_lab(stack)`` reads ``Pulumi.<stack>.yaml`` and refuses any address outside
 198.18.0.0/15 before anything exists; :mod:`components.lab` builds and removes the plan.
+Names never collide across stacks: a stack's files live under its own directories, and its
+links are named ``<kind>.<stack>.<node>`` (``.`` is in no stack or node name) or, past
+Linux's 15 characters, by a digest of the same string.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from components.config import PROJECT_ROOT, Settings, load_stack_file, stack_file
-from components.lab import net as labnet
-from components.lab.net import LabError
+from components.lab.net import RUNTIME_ROOT, LabError, check_stack_name, ifname
+from components.lab.qemu import Machine
 
 REPO = PROJECT_ROOT
-SECRETS_FILE = "secrets.json"  # the lab's own secrets (components/labsecrets.py)
+SECRETS_FILE = "secrets.json"  # the lab's own secrets (components/lab/secrets.py)
+APT_PORT = 8008  # the lab's package source, on the bridge's address (components/lab/hostd.py)
 
 
 @dataclass(frozen=True)
 class LabNode:
     name: str
     address: ipaddress.IPv4Interface
-    veth: str  # host-side end, on the bridge
-    netns: str  # its network namespace (labnet.netns_name: scoped by the stack)
-    root: Path  # .lab/<stack>/nodes/<name>: the node's own /etc/..., /root, mount point
-    runtime: Path  # /run/repo-cluster/<stack>/nodes/<name>: the node's /run and /tmp
+    tap: str
+    """The host side of its NIC, on the lab bridge."""
+    mac: str
+    """Its NIC's MAC when vcsim gives none (a locally administered address from the names)."""
 
 
 @dataclass(frozen=True)
@@ -37,57 +41,60 @@ class Lab:
     settings: Settings
     stack_file: Path
     dir: Path
+    """``.lab/<stack>``: Ceph, DNS, the VMs' disks, logs, the lab's secrets."""
     runtime: Path
+    """``/run/repo-cluster/<stack>``: the VMs' sockets and pids, daemons' pid files."""
     bridge: str
     gateway: ipaddress.IPv4Interface
     key_file: Path
     nodes: tuple[LabNode, ...]
 
+    def node(self, name: str) -> LabNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise LabError(f"lab {self.stack}: no node {name!r}")
+
+    def machine(self, name: str, uuid: str = "") -> Machine:
+        """The VM of node ``name``; ``uuid``: the vcsim VM it runs (its disk's name)."""
+        return Machine(
+            name=name,
+            run_dir=machine_dir(self.stack, name),
+            disk=self.dir / "vms" / f"{uuid or 'none'}.qcow2",
+        )
+
+    def vm_disks(self) -> list[Path]:
+        return sorted((self.dir / "vms").glob("*.qcow2"))
+
     @property
-    def state_file(self) -> Path:
-        return self.dir / "state.json"
+    def apt_url(self) -> str:
+        return f"http://{self.gateway.ip}:{APT_PORT}/"
+
+    @property
+    def image_file(self) -> Path:
+        """Names the guest image lab-up chose: the lab's VMs boot from it for the lab's life
+        (their disks are overlays on it), whatever the recipe says meanwhile."""
+        return self.dir / "image"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.dir / SECRETS_FILE
 
     def made_paths(self) -> list[Path]:
-        """What lab-up puts in .lab/<stack>/ (lab-down removes these, then the dir if empty),
-        with the lab's own secrets a converge without Pulumi state made (labsecrets.py)."""
+        """What lab-up puts in .lab/<stack>/ (lab-down removes these, then the dir if empty)."""
         return [
-            self.dir / "nodes",
-            self.state_file,
-            self.dir / SECRETS_FILE,
+            self.dir / "vms",
+            self.dir / "hostd.log",
+            self.dir / "image",
+            self.secrets_file,
             self.dir / "first-contact.json",  # host keys trusted on first contact
             self.dir / "named",
+            self.dir / "ceph",
         ]
 
-    def ns_files(self) -> list[Path]:
-        return [f for n in self.nodes for f in labnet.ns_files(self.stack, n.name).values()]
 
-
-@dataclass
-class State:
-    """What lab-up made that cannot be found again by name. Saved after every step."""
-
-    stack: str
-    made_lab_root: bool = False
-    made_key_dir: str | None = None
-    host_paths: list[str] = field(default_factory=list)
-    sshd_pids: dict[str, int] = field(default_factory=dict)
-    """Each node's sshd, as the node numbers it (its own PID namespace)."""
-    init_pids: dict[str, int] = field(default_factory=dict)
-    """Each node's init, as the host numbers it: signalling it ends the whole node."""
-    complete: bool = False
-
-    def save(self, lab: Lab) -> None:
-        lab.dir.mkdir(parents=True, exist_ok=True)
-        tmp = lab.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(lab.state_file)  # a crash leaves the old state or the new, never half
-
-    @classmethod
-    def load(cls, lab: Lab) -> State | None:
-        try:
-            return cls(**json.loads(lab.state_file.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
+def machine_dir(stack: str, node: str) -> Path:
+    return RUNTIME_ROOT / stack / "vms" / node
 
 
 def lab_dir(repo: Path, stack: str) -> Path:
@@ -95,9 +102,14 @@ def lab_dir(repo: Path, stack: str) -> Path:
     return repo / ".lab" / stack
 
 
+def _mac(stack: str, node: str) -> str:
+    digest = hashlib.sha256(f"{stack}.{node}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
 def load_lab(stack: str, repo: Path = REPO) -> Lab:
     """The lab plan of a stack; refuses any address outside 198.18.0.0/15 before anything."""
-    labnet.check_stack_name(stack)
+    check_stack_name(stack)
     path = stack_file(stack, repo)
     s = load_stack_file(str(path))
     outside = s.outside_test_net()
@@ -106,16 +118,12 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
             f"stack {stack!r} is not a lab stack: the embedded lab uses 198.18.0.0/15 only, and "
             f"{'; '.join(outside)} lie outside it. Nothing was created."
         )
-    home = lab_dir(repo, stack)
-    runtime = labnet.RUNTIME_ROOT / stack
     nodes = tuple(
         LabNode(
             name=n.name,
             address=s.node_address(n),
-            veth=labnet.ifname("rc", stack, n.name),
-            netns=labnet.netns_name(stack, n.name),
-            root=home / "nodes" / n.name,
-            runtime=runtime / "nodes" / n.name,
+            tap=ifname("t", stack, n.name),
+            mac=_mac(stack, n.name),
         )
         for n in s.nodes
     )
@@ -123,10 +131,20 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
         stack=stack,
         settings=s,
         stack_file=path,
-        dir=home,
-        runtime=runtime,
-        bridge=labnet.ifname("rc-br", stack),
+        dir=lab_dir(repo, stack),
+        runtime=RUNTIME_ROOT / stack,
+        bridge=ifname("br", stack),
         gateway=ipaddress.IPv4Interface(f"{s.gateway}/{s.vip.network.prefixlen}"),
         key_file=s.ssh_key_path(repo),
         nodes=nodes,
     )
+
+
+def stack_id(lab: Lab) -> str:
+    """The marker a VM of this lab's stack carries (RepoNode sets it; so does lab-up)."""
+    return f"repo-cluster/{lab.stack}"
+
+
+def hostd_log(lab: Lab) -> Path:
+    """The lab's host agent's log (components/lab/hostd.py)."""
+    return lab.dir / "hostd.log"

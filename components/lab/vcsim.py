@@ -3,6 +3,9 @@
 vcsim keeps its inventory in memory: start() launches it (recording its pid under .lab/) and
 creates a powered-off VM marked as template with one disk on a paravirtual SCSI controller and
 one vmxnet3 NIC on the stack's network, like a prepared CentOS template on a real vCenter.
+Without the vSphere plugin (no ``pulumi up``), the lab makes the nodes' VMs here itself
+(:func:`ensure_vm`), with the guestinfo RepoNode would give them; either way the lab's host
+agent (components/lab/hostd.py) runs every powered-on VM of the stack as a QEMU VM.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from pyVmomi import vim
 
+from components.bundle.guestinfo import STACK_MARKER
 from components.config import PROJECT_ROOT, Settings
 from components.lab.net import LabError
 from components.vcenter import preflight
@@ -194,3 +198,90 @@ def ensure_template(s: Settings) -> bool:
             wait_task(vm.PowerOffVM_Task())
         vm.MarkAsTemplate()
         return True
+
+
+def _vm_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[str, str]) -> Any:
+    spec = _template_spec(s, datastore, network)
+    spec.name = name
+    spec.numCPUs = s.cpus
+    spec.memoryMB = s.memory_mb
+    disk = spec.deviceChange[1].device
+    disk.capacityInKB = s.disk_gb * 1024 * 1024
+    spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in extra.items()]
+    return spec
+
+
+def ensure_vm(s: Settings, name: str, extra: dict[str, str]) -> bool:
+    """A VM named ``name`` (the stack's size, ``extra`` as its extraConfig), powered on;
+    True when it was created now. An existing VM of that name keeps its extraConfig (its
+    guest read it at first boot) and is only powered on."""
+    with preflight.connect(s) as si:
+        content = si.RetrieveContent()
+        vm = find(content, vim.VirtualMachine, name)
+        created = vm is None
+        if vm is None:
+            dc = find(content, vim.Datacenter, s.datacenter)
+            cluster = find(content, vim.ClusterComputeResource, s.cluster)
+            datastore = find(content, vim.Datastore, s.datastore)
+            network = find(content, vim.Network, s.network)
+            if None in (dc, cluster, datastore, network):
+                raise LabError("vcsim lacks the stack's datacenter, cluster, datastore or network")
+            spec = _vm_spec(s, name, datastore, network, extra)
+            vm = wait_task(dc.vmFolder.CreateVM_Task(config=spec, pool=cluster.resourcePool))
+        if vm.runtime.powerState != vim.VirtualMachinePowerState.poweredOn:
+            wait_task(vm.PowerOnVM_Task())
+        return created
+
+
+def set_power(s: Settings, name: str, on: bool) -> bool:
+    """Power the VM ``name`` on or off in vcsim (the host agent follows); whether it changed."""
+    with preflight.connect(s) as si:
+        vm = find(si.RetrieveContent(), vim.VirtualMachine, name)
+        if vm is None:
+            raise LabError(f"vcsim has no VM {name!r}")
+        state = vim.VirtualMachinePowerState
+        if vm.runtime.powerState == (state.poweredOn if on else state.poweredOff):
+            return False
+        wait_task(vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
+        return True
+
+
+def extra_config(s: Settings, name: str) -> dict[str, str]:
+    """The extraConfig of the VM ``name`` as vcsim holds it now."""
+    with preflight.connect(s) as si:
+        vm = find(si.RetrieveContent(), vim.VirtualMachine, name)
+        if vm is None:
+            raise LabError(f"vcsim has no VM {name!r}")
+        return {o.key: str(o.value) for o in vm.config.extraConfig or []}
+
+
+def remove_vms(s: Settings, stack_id: str) -> list[str]:
+    """Power off and destroy every VM carrying ``stack_id`` as its stack marker; their names."""
+    gone = []
+    with preflight.connect(s) as si:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True
+        )
+        try:
+            vms = list(view.view)
+        finally:
+            view.Destroy()
+        for vm in vms:
+            extra = {o.key: str(o.value) for o in (vm.config.extraConfig if vm.config else [])}
+            if extra.get(STACK_MARKER) != stack_id:
+                continue
+            if vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn:
+                wait_task(vm.PowerOffVM_Task())
+            gone.append(vm.name)
+            wait_task(vm.Destroy_Task())
+    return gone
+
+
+def power_state(s: Settings, name: str) -> bool:
+    """Whether vcsim shows the VM ``name`` powered on."""
+    with preflight.connect(s) as si:
+        vm = find(si.RetrieveContent(), vim.VirtualMachine, name)
+        if vm is None:
+            raise LabError(f"vcsim has no VM {name!r}")
+        return bool(vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn)

@@ -15,10 +15,10 @@ from typing import Any
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
+from components.bundle.guestinfo import STACK_MARKER
 from components.config import Settings
 
 GIB = 1024**3
-STACK_MARKER = "repo-cluster.stack"  # extraConfig key every VM of ours carries: "<project>/<stack>"
 
 
 class PreflightError(RuntimeError):

@@ -1,13 +1,17 @@
-"""Lab-tier fixtures: the sim stack's lab nodes, built by the real `fab lab-up --stack sim`.
+"""Lab-tier fixtures: the sim stack's lab, built by the real `fab lab-up --stack sim`.
 
-    host 198.18.50.1 (bridge rc-br-sim) ── veth ── netns repo1: ens160 198.18.50.161, sshd
-                                        └─ veth ── netns repo2: ens160 198.18.50.162, sshd
-    Ceph (mon + memstore osd) on 198.18.50.1: image rbd/veeamrepo (XFS "veeamrepo"), mapped
-    by each node's own client (rbd-fuse + a loop device in the node's own /dev)
+    host 198.18.50.1 (bridge br.sim): Fabric, ssh, Ceph (mon + memstore osd), hostd, vcsim
+      ├── tap t.sim.repo1 ── QEMU VM repo1: ens160 198.18.50.161, own kernel, systemd
+      └── tap t.sim.repo2 ── QEMU VM repo2: ens160 198.18.50.162, own kernel, systemd
+    each VM booted by cloud-init from its guestinfo in vcsim; the MASTER maps the image
+    rbd/veeamrepo (XFS "veeamrepo") with krbd and mounts it
 
-These tests own the sim stack's lab while they run: a lab already up is removed first, and every
-fixture removes the lab when it ends, failed test or not. Root is required (namespaces, loop
-devices); the tools are installed by scripts/install-deps.
+A lab costs minutes to boot (two VMs under software emulation), so the modules that use it
+share one: `sim_lab` brings it up when it is not up (lab-up is idempotent) and leaves it for
+the next module; the session removes it at its end, failed or not. The modules that need no
+lab at all (lab-up/lab-down themselves, `make lab`) run after the others
+(pytest_collection_modifyitems) and remove it first. Root is required (bridge, taps, QEMU);
+the tools come from scripts/install-deps.
 """
 
 from __future__ import annotations
@@ -21,14 +25,32 @@ import pytest
 
 from components import lab as labmod
 from components.lab import Lab
-from tests.lab.labkit import ROOT, STACK, fab, keyscan, what_is_left
+from tests.lab.labkit import ROOT, STACK, fab, what_is_left
+
+# modules that own the machine (no lab before them, none after): run last
+OWN_LAB = ("test_lab_lifecycle.py", "test_make_lab.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Among the lab tier's tests (where they stand in the session): test_lab_vms first (it
+    looks at VMs nobody converged yet), then the modules sharing the lab, then those that make
+    and remove labs of their own. Stable: the order within each group is the file order."""
+    slots = [i for i, item in enumerate(items) if item.path.parent.name == "lab"]
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return 0 if name == "test_lab_vms.py" else 2 if name in OWN_LAB else 1
+
+    ordered = sorted((items[i] for i in slots), key=rank)
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
 
 
 @pytest.fixture(scope="session")
 def lab_tools() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the lab needs root: network/mount namespaces and loop devices")
-    subprocess.run([str(ROOT / "scripts" / "install-deps")], check=True, timeout=900)
+        pytest.skip("the lab needs root: a bridge, taps and QEMU (run as root)")
+    subprocess.run([str(ROOT / "scripts" / "install-deps")], check=True, timeout=1800)
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +66,17 @@ def remove_lab(plan: Lab) -> None:
     assert not left, f"lab-down left behind: {left}"
 
 
+@pytest.fixture(scope="session")
+def lab_session(lab_tools: None, plan: Lab) -> Iterator[None]:
+    """Whatever lab the session made is gone at its end."""
+    try:
+        yield
+    finally:
+        remove_lab(plan)
+
+
 @pytest.fixture
-def no_lab(lab_tools: None, plan: Lab) -> Iterator[Lab]:
+def no_lab(lab_session: None, plan: Lab) -> Iterator[Lab]:
     """No sim lab before the test, none after it (even when the test fails)."""
     remove_lab(plan)
     try:
@@ -55,20 +86,28 @@ def no_lab(lab_tools: None, plan: Lab) -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def sim_lab(lab_tools: None, plan: Lab) -> Iterator[Lab]:
-    """A fresh sim lab, made by `.venv/bin/fab lab-up --stack sim`; removed afterwards."""
-    remove_lab(plan)
-    try:
-        out = fab("lab-up", "--stack", STACK)
-        assert out.returncode == 0, f"fab lab-up failed:\n{out.stdout}\n{out.stderr}"
-        yield plan
-    finally:
-        remove_lab(plan)
+def sim_lab(lab_session: None, plan: Lab) -> Lab:
+    """The sim lab with its two VMs booted, made by `.venv/bin/fab lab-up --stack sim` (or
+    found up: lab-up is idempotent, and then makes only missing VMs)."""
+    out = fab("lab-up", "--stack", STACK, timeout=2400)
+    assert out.returncode == 0, f"fab lab-up failed:\n{out.stdout}\n{out.stderr}"
+    return plan
 
 
 @pytest.fixture(scope="module")
 def known_hosts(sim_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A known_hosts file of the nodes' host keys, as `ssh-keyscan` reports them."""
+    """A known_hosts file of the nodes' one-time host keys (the keys the lab's VMs are born
+    with, from the lab's secrets) and the cluster's shared keys."""
+    from components.lab import secrets as labsecrets
+
+    s = sim_lab.settings
+    secrets = labsecrets.load_or_create(s, STACK, ROOT)
+    lines = [
+        f"{n.address.ip} {k.public}\n"
+        for n in sim_lab.nodes
+        for k in (*secrets.host_keys, dict(secrets.one_time_keys)[n.name])
+    ]
+    lines += [f"{s.vip.ip} {k.public}\n" for k in secrets.host_keys]
     path = tmp_path_factory.mktemp("ssh") / "known_hosts"
-    path.write_text("".join(keyscan(n, "rsa,ecdsa,ed25519") for n in sim_lab.nodes))
+    path.write_text("".join(lines))
     return path

@@ -1,15 +1,17 @@
-"""Converge on the lab: bare lab nodes become repo nodes, and stay so, over real SSH.
+"""Converge on the lab: VMs fresh from their first boot become repo nodes, and stay so, over
+real SSH.
 
-    host 198.18.50.1 ── bridge ── repo1 198.18.50.161 (priority 101)  sshd, keepalived
-                              └── repo2 198.18.50.162 (priority 100)  sshd, keepalived
-    VIP 198.18.50.160 on the MASTER; the Ceph image (XFS "veeamrepo") mapped by both nodes,
-    mounted on the MASTER only
+    host 198.18.50.1 ── bridge ── VM repo1 198.18.50.161 (priority 101)  sshd, keepalived
+                              └── VM repo2 198.18.50.162 (priority 100)  sshd, keepalived
+    VIP 198.18.50.160 on the MASTER; the Ceph image (XFS "veeamrepo") mapped (krbd,
+    exclusively) and mounted on the MASTER only
 
-The tests run in file order on one lab (module fixture `sim_lab`, removed at the end, failed
-or not): first converge (trusting the nodes' own keys once) -> files, daemons, one MASTER ->
+The tests run in file order on the lab the modules share (fixture `sim_lab`): first converge
+(trusting each VM by the one-time key its user-data gave it) -> files, daemons, one MASTER ->
 real OpenSSH with only the shared key -> second converge changes nothing -> one tampered file
 -> one unreachable node (through the real `fab converge` CLI).
-Everything is checked from the nodes themselves (node_exec, ssh), not from converge's report.
+Everything is checked from the nodes themselves (their guest agent, ssh), not from converge's
+report.
 """
 
 from __future__ import annotations
@@ -58,14 +60,16 @@ def bundles(sim_lab: Lab, secrets: Secrets) -> dict[str, Bundle]:
 
 
 @pytest.fixture(scope="module")
-def own_fingerprints(sim_lab: Lab) -> dict[str, str]:
-    """Each bare node's own ed25519 host key fingerprint, before anything converged."""
+def one_time_fingerprints(sim_lab: Lab, secrets: Secrets) -> dict[str, str]:
+    """Each VM's one-time host key fingerprint (its user-data's), as ssh-keyscan sees it
+    before anything converged."""
     out = {}
     for n in sim_lab.nodes:
         scan = keyscan(n, "ed25519")
         fp = subprocess.run(
             ["ssh-keygen", "-lf", "-"], input=scan, capture_output=True, text=True, check=True
         ).stdout.split()[1]
+        assert fp == dict(secrets.one_time_keys)[n.name].fingerprint
         out[n.name] = fp
     return out
 
@@ -75,35 +79,46 @@ def converge(
     secrets: Secrets,
     bundles: dict[str, Bundle],
     *,
-    trust: bool,
     report: Callable[[str], None] = print,
 ) -> fleet.Outcome:
-    access = Access.for_stack(lab.settings, PROJECT_ROOT, secrets.public_host_keys, trust)
+    """A converge as `fab converge --lab-secrets` runs it: the shared keys, and each node's
+    one-time key until it is converged (never first-contact trust)."""
+    access = Access.for_stack(
+        lab.settings,
+        PROJECT_ROOT,
+        secrets.public_host_keys,
+        False,
+        stack=STACK,
+        one_time_keys=tuple((n, k.public) for n, k in secrets.one_time_keys),
+    )
     return fleet.converge_stack(lab.settings, bundles, access, report=report)
 
 
 @pytest.fixture(scope="module")
 def first(
-    sim_lab: Lab, secrets: Secrets, bundles: dict[str, Bundle], own_fingerprints: dict[str, str]
+    sim_lab: Lab,
+    secrets: Secrets,
+    bundles: dict[str, Bundle],
+    one_time_fingerprints: dict[str, str],
 ) -> tuple[fleet.Outcome, list[str]]:
     reports: list[str] = []
-    outcome = converge(sim_lab, secrets, bundles, trust=True, report=reports.append)
+    outcome = converge(sim_lab, secrets, bundles, report=reports.append)
     return outcome, reports
 
 
 # --------------------------------------------------------------------------- first converge
 
 
-def test_first_converge_trusts_each_node_once_and_says_so(first, bundles, own_fingerprints):
-    outcome, reports = first
+def test_first_converge_proves_each_vm_by_its_one_time_key(first, bundles, one_time_fingerprints):
+    """The VMs already carry every non-secret file (their first boot wrote them): the first
+    converge brings the secret ones and the shared host keys, and only to a VM that proved it
+    holds its one-time key."""
+    outcome, _ = first
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     for name, result in outcome.results.items():
-        assert sorted(result.changed) == sorted(f.path for f in bundles[name].files)
-        assert result.count == len(bundles[name].files)
-    for name, fp in own_fingerprints.items():
-        assert any(
-            r.startswith(f"{name} (") and r.endswith(f"trusted host key {fp}") for r in reports
-        ), f"no first-contact line for {name} {fp} in {reports}"
+        assert result.verified == "one-time", result
+        expected = {f.path for f in bundles[name].files if f.secret or PATHS.is_host_key(f.path)}
+        assert set(result.changed) == expected, result.changed
 
 
 def test_files_match_the_render_byte_for_byte(first, sim_lab, bundles):
@@ -117,12 +132,22 @@ def test_files_match_the_render_byte_for_byte(first, sim_lab, bundles):
 
 def test_daemons_run_and_repo1_is_the_only_master(first, sim_lab, secrets):
     for n in sim_lab.nodes:
-        for unit in ("ssh.service", "keepalived.service", "rbd-veeamrepo.service"):
+        for unit in ("ssh.service", "keepalived.service"):
             state = node_exec(STACK, n.name, ["systemctl", "is-active", unit]).stdout.strip()
             assert state == "active", f"{n.name} {unit}: {state}"
+        # the rbd unit is never enabled: only the MASTER maps, when it becomes MASTER
+        enabled = node_exec(STACK, n.name, ["systemctl", "is-enabled", "rbd-veeamrepo.service"])
+        assert enabled.stdout.strip() == "static", enabled.stdout
         live = in_node(n.name, "sysctl", "-n", "net.ipv4.ip_nonlocal_bind").strip()
         assert live == "1", f"{n.name}: ip_nonlocal_bind {live}"
     wait_for_picture(sim_lab, HEALTHY)
+    # the MASTER's volume is a krbd mapping, exclusive; the BACKUP maps nothing
+    mapped = in_node("repo1", "sh", "-c", "cat /sys/bus/rbd/devices/*/config_info")
+    assert "exclusive" in mapped and "noshare" in mapped, mapped
+    assert (
+        in_node("repo1", "findmnt", "-rn", "-o", "SOURCE", "/mnt/veeamrepo").strip() == "/dev/rbd0"
+    )
+    assert in_node("repo2", "sh", "-c", "ls /sys/bus/rbd/devices | wc -l").strip() == "0"
     # `fab status` reads the same picture (over SSH, strict host keys)
     statuses = fleet.cluster_status(
         sim_lab.settings,
@@ -162,7 +187,7 @@ def test_openssh_trusts_the_vip_and_every_node_with_only_the_shared_key(
 
 
 def test_second_converge_changes_nothing(first, sim_lab, secrets, bundles):
-    outcome = converge(sim_lab, secrets, bundles, trust=False)  # strict: shared key only
+    outcome = converge(sim_lab, secrets, bundles)  # converged: the shared key only
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     assert {n: r.changed for n, r in outcome.results.items()} == {"repo1": [], "repo2": []}
     wait_for_picture(sim_lab, HEALTHY)
@@ -171,7 +196,7 @@ def test_second_converge_changes_nothing(first, sim_lab, secrets, bundles):
 def test_a_tampered_file_is_the_only_change(first, sim_lab, secrets, bundles):
     node_exec(STACK, "repo2", ["sh", "-c", f"echo net.ipv4.ip_forward = 1 >> {SYSCTL}"], check=True)
     assert in_node("repo2", "cat", SYSCTL).encode() != bundles["repo2"].file(SYSCTL).content
-    outcome = converge(sim_lab, secrets, bundles, trust=False)
+    outcome = converge(sim_lab, secrets, bundles)
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     assert {n: r.changed for n, r in outcome.results.items()} == {"repo1": [], "repo2": [SYSCTL]}
     assert in_node("repo2", "cat", SYSCTL).encode() == bundles["repo2"].file(SYSCTL).content
@@ -180,21 +205,22 @@ def test_a_tampered_file_is_the_only_change(first, sim_lab, secrets, bundles):
 
 def test_a_reload_a_failed_run_owed_is_finished_by_the_next(first, sim_lab, secrets, bundles):
     """A run that wrote keepalived.conf and the rbd unit, then died before the reloads (its
-    write script is all that ran): every file matches, yet the next run reloads."""
+    write script is all that ran): every file matches, yet the next run reloads. (Written the
+    same as they are: the bytes do not change, the owed reloads do.)"""
     b = bundles["repo2"]
     written = [b.file(PATHS.keepalived_conf), b.file(PATHS.unit_file(PATHS.rbd_unit("veeamrepo")))]
     script = operations.write_files_script([operations.FileChange(f, True) for f in written])
     node_exec(STACK, "repo2", ["sh", "-s"], input=script, check=True)
     owed = in_node("repo2", "ls", PATHS.pending_dir).split()
     assert owed == ["daemon-reload", "keepalived"], owed
-    outcome = converge(sim_lab, secrets, bundles, trust=False)
+    outcome = converge(sim_lab, secrets, bundles)
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     repo2 = outcome.results["repo2"]
     assert repo2.changed == []
     assert "units: systemctl daemon-reload" in repo2.steps, repo2.steps
     assert "keepalived: systemctl reload keepalived.service" in repo2.steps, repo2.steps
     assert in_node("repo2", "ls", PATHS.pending_dir).split() == []
-    assert converge(sim_lab, secrets, bundles, trust=False).results["repo2"].steps == []
+    assert converge(sim_lab, secrets, bundles).results["repo2"].steps == []
     wait_for_picture(sim_lab, HEALTHY)
 
 
@@ -224,15 +250,15 @@ def fab(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def repo2_unplugged(sim_lab: Lab) -> Iterator[None]:
-    """repo2's NIC down inside its namespace; back up afterwards, failed test or not."""
-    nic = sim_lab.settings.interface
-    down = sh("ip", "-n", "repo2", "link", "set", nic, "down")
-    assert down.returncode == 0, down.stderr
+    """repo2's cable pulled (its NIC's link down); plugged back afterwards, failed test or
+    not."""
+    machine = sim_lab.machine("repo2")
+    machine.set_link(False)
     try:
         yield
     finally:
-        sh("ip", "-n", "repo2", "link", "set", nic, "up")
-        wait_for_picture(sim_lab, HEALTHY, timeout=30)
+        machine.set_link(True)
+        wait_for_picture(sim_lab, HEALTHY, timeout=120)
 
 
 def test_cli_names_the_unreachable_node_and_converges_the_other(
@@ -267,6 +293,7 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
     assert doc["vip"] == "198.18.50.160"
     assert doc["dns"] == "DNS repo-cluster.skunkworks.test -> 198.18.50.160 (on 127.0.0.1:5353)"
     ceph = [n.pop("ceph") for n in doc["nodes"]]
+    clients = [n.pop("clients") for n in doc["nodes"]]
     assert doc["nodes"] == [
         {
             "name": "repo1",
@@ -283,8 +310,12 @@ def test_cli_status_after_converge(first, sim_lab, cli_env):
             "mounted": False,
         },
     ]
-    # Ceph's view, asked with each node's own key: both clients live, the cluster healthy
-    assert [c["client"] for c in ceph] == [True, True], ceph
+    # the MASTER maps the image (one client instance, at its address), the BACKUP nothing;
+    # Ceph lists that instance and its lock, and the cluster is healthy
+    assert len(clients[0]) == 1 and clients[0][0].startswith("198.18.50.161:0/"), clients
+    assert clients[1] == []
+    assert [c["client"] for c in ceph] == [True, False], ceph
+    assert [c["holds_lock"] for c in ceph] == [True, False], ceph
     assert all(c["health"].startswith("HEALTH_OK") for c in ceph), ceph
     r = fab(cli_env, "converge", "--stack", STACK, "--lab-secrets")
     assert r.returncode == 0, r.stdout + r.stderr

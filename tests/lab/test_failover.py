@@ -1,43 +1,42 @@
 """Failover on the lab, as the article tests it, and the backups survive every move.
 
-    host 198.18.50.1 ── bridge ── repo1 198.18.50.161 (priority 101)
-                              └── repo2 198.18.50.162 (priority 100)
-    VIP 198.18.50.160 and /dev/loopN (XFS "veeamrepo") follow the MASTER
+    host 198.18.50.1 ── bridge ── VM repo1 198.18.50.161 (priority 101)
+                              └── VM repo2 198.18.50.162 (priority 100)
+    VIP 198.18.50.160 and the krbd mapping of the image (XFS "veeamrepo") follow the MASTER
 
-The tests run in file order on one converged lab (module fixture, removed at the end, failed or
-not): a backup file is written through the MASTER while a "data mover" holds it open -> repo1's
-NIC goes down -> repo2 is MASTER with the VIP and the volume, the file intact, repo1 holds
-nothing -> repo1 comes back as BACKUP (nopreempt: no failback) -> keepalived stopped on repo2
-hands everything back to repo1 -> sshd killed on repo1 moves everything to repo2 -> the file
-system is clean (xfs_repair -n). At every probe in
-between, at most one node has the volume mounted.
+The tests run in file order on the shared lab, reset and converged first (repo1 MASTER): a
+backup file is written through the MASTER while a "data mover" holds it open -> repo1's NIC
+goes down (as the article does it) -> repo2 is MASTER with the VIP and the volume, the file
+intact, repo1 releases everything -> repo1 comes back as BACKUP (nopreempt: no failback) ->
+keepalived stopped on repo2 hands everything back to repo1 -> sshd killed on repo1 moves
+everything to repo2 -> the master's VM powered off: the peer takes over -> the file system is
+clean (xfs_repair -n). At every probe in between, at most one node has the volume mounted over
+a client Ceph does not refuse (a node cut off from Ceph keeps its mount until its I/O times out:
+the takeover fenced it first).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from components.bundle import authorized_keys, render_cluster
-from components.config import PROJECT_ROOT
-from components.converge import fleet
-from components.converge.ssh import Access
 from components.lab import Lab, node_exec
 from components.lab import secrets as labsecrets
+from components.lab.faults import LabFaults
 from tests.lab.labkit import (
     HEALTHY,
     ROOT,
     STACK,
     cluster_picture,
-    export_image,
+    fresh_cluster,
     in_node,
     sh,
     ssh_argv,
-    wait_for_picture,
+    writable_mounts,
+    xfs_clean,
 )
 
 pytestmark = pytest.mark.lab
@@ -48,34 +47,28 @@ PAYLOAD = "veeam backup chain, full 1\n" * 1000
 
 @pytest.fixture(scope="module")
 def cluster(sim_lab: Lab) -> Lab:
-    """The lab converged with its own secrets, repo1 MASTER."""
-    s = sim_lab.settings
-    secrets = labsecrets.load_or_create(s, STACK, ROOT)
-    bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
-    outcome = fleet.converge_stack(
-        s, bundles, Access.for_stack(s, PROJECT_ROOT, secrets.public_host_keys, True), report=print
-    )
-    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
-    wait_for_picture(sim_lab, HEALTHY)
+    """The lab reset and converged with its own secrets, repo1 MASTER."""
+    fresh_cluster(sim_lab)
     return sim_lab
 
 
-def watch_until(lab: Lab, expected: dict[str, tuple[str, bool, bool]], timeout: float = 30):
+def watch_until(lab: Lab, expected: dict[str, tuple[str, bool, bool]], timeout: float = 240):
     """Poll the cluster until ``expected``; at every probe at most one node may have the volume
-    mounted (XFS mounted twice is corruption)."""
+    mounted writable (XFS written from two nodes is corruption; a fenced mount writes nothing)."""
     deadline = time.monotonic() + timeout
     seen = []
     while True:
         picture = cluster_picture(lab)
         seen.append(picture)
-        mounted = [n for n, (_, _, m) in picture.items() if m]
-        assert len(mounted) <= 1, f"volume mounted on {mounted} at once: {picture}"
+        if sum(m for _, _, m in picture.values()) > 1:
+            writers = writable_mounts(lab)
+            assert len(writers) <= 1, f"volume writable on {writers} at once: {picture}"
         if picture == expected:
             return seen
         assert time.monotonic() < deadline, (
             f"cluster (state, vip, mounted):\n expected {expected}\n actual   {picture}"
         )
-        time.sleep(0.2)
+        time.sleep(0.5)
 
 
 def volume_file(lab: Lab, node: str) -> str:
@@ -84,12 +77,13 @@ def volume_file(lab: Lab, node: str) -> str:
 
 @pytest.fixture
 def repo1_unplugged(cluster: Lab) -> Iterator[None]:
+    """repo1's interface down, from inside the VM (the article's failover test)."""
     nic = cluster.settings.interface
-    assert sh("ip", "-n", "repo1", "link", "set", nic, "down").returncode == 0
+    in_node("repo1", "ip", "link", "set", nic, "down")
     try:
         yield
     finally:
-        sh("ip", "-n", "repo1", "link", "set", nic, "up")
+        in_node("repo1", "ip", "link", "set", nic, "up")
 
 
 def test_backup_written_through_the_master(cluster: Lab) -> None:
@@ -147,18 +141,26 @@ def test_sshd_dying_on_the_master_moves_vip_and_volume(cluster: Lab) -> None:
     """Veeam reaches the repository through sshd: a MASTER whose sshd is gone must give the
     VIP and the volume away (chk_sshd without weight: FAULT), and come back as BACKUP."""
     assert cluster_picture(cluster) == HEALTHY  # repo1 MASTER
-    in_node("repo1", "sh", "-c", "kill -9 $(cat /run/sshd.pid)")
+    LabFaults(cluster).inject("kill_sshd", "repo1")  # killed, and its unit does not restart it
     watch_until(cluster, {"repo1": ("FAULT", False, False), "repo2": ("MASTER", True, True)})
     assert volume_file(cluster, "repo2") == PAYLOAD
-    in_node("repo1", "systemctl", "start", "ssh")
+    LabFaults(cluster).reset_sshd("repo1")
     watch_until(cluster, {"repo1": ("BACKUP", False, False), "repo2": ("MASTER", True, True)})
+
+
+def test_the_masters_vm_powered_off_the_peer_takes_over(cluster: Lab) -> None:
+    """A VM whose plug is pulled (its QEMU killed): no release, its lock left behind; the peer
+    fences it, takes the VIP and the volume, and answers SSH on the VIP."""
+    faults = LabFaults(cluster)
+    faults.power_off("repo2")
+    watch_until(cluster, {"repo1": ("MASTER", True, True), "repo2": ("DOWN", False, False)})
+    assert volume_file(cluster, "repo1") == PAYLOAD
+    faults.power_on("repo2")  # boots again; keepalived (enabled) starts it as BACKUP
+    watch_until(cluster, HEALTHY)
 
 
 def test_file_system_is_clean_after_the_moves(cluster: Lab, tmp_path: Path) -> None:
     for node in ("repo1", "repo2"):
         in_node(node, "systemctl", "stop", "keepalived")
     watch_until(cluster, {"repo1": ("STOP", False, False), "repo2": ("STOP", False, False)})
-    image = tmp_path / "image.xfs"
-    export_image(cluster, image)
-    check = sh("xfs_repair", "-n", image, timeout=120)
-    assert check.returncode == 0, check.stdout + check.stderr
+    xfs_clean(cluster, tmp_path)

@@ -1,5 +1,11 @@
 """lab-up / lab-down as commands: refusal outside 198.18.0.0/15, complete removal (also of a
-busy lab, and twice), recovery from leftovers, cleanup after a failed lab-up."""
+busy lab with VMs running, and twice), recovery from leftovers, cleanup after a failed
+lab-up, and the host agent following vcsim (power off, power on, destroy).
+
+These make and remove labs of their own (`no_lab`): they run after the modules that share
+the sim lab. Most use `lab-up --no-vms` (the lab without its nodes' VMs: no boot to wait for)
+and power a VM on in vcsim themselves where a running VM matters.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +14,11 @@ from pathlib import Path
 import pytest
 
 from components import lab as labmod
-from components.lab import Lab, node_exec, node_run
-from components.lab import net as labnet
-from components.lab import node as labnode
-from components.lab import procs as labprocs
-from tests.lab.labkit import (
-    ROOT,
-    STACK,
-    fab,
-    keepalived_conf,
-    lab_daemons,
-    pid_alive,
-    rbd_unit,
-    sh,
-    wait_for,
-    what_is_left,
-    write_ceph_client,
-)
+from components.bundle.guestinfo import guestinfo
+from components.lab import Lab, agentctl
+from components.lab import vcsim as labvcsim
+from components.lab.plan import stack_id
+from tests.lab.labkit import ROOT, STACK, fab, qemu_processes, sh, wait_for, what_is_left
 
 pytestmark = pytest.mark.lab
 
@@ -32,15 +26,18 @@ pytestmark = pytest.mark.lab
 def _machine() -> dict[str, str]:
     """What a lab could have touched, as the system reports it."""
     return {
-        "netns": sh("ip", "netns", "list").stdout,
         "links": sh("ip", "-o", "link", "show").stdout,
-        "loops": sh("losetup", "-a").stdout,
+        "qemu": str(qemu_processes()),
         "mounts": Path("/proc/self/mountinfo").read_text(),
-        "runtime": str(sorted(labnet.RUNTIME_ROOT.rglob("*")))
-        if labnet.RUNTIME_ROOT.exists()
-        else "",
         "lab_dirs": str(sorted((ROOT / ".lab").glob("*"))),
     }
+
+
+def _power_on_a_vm(plan: Lab, name: str) -> None:
+    """A VM of the stack in vcsim, powered on (guestinfo that boots nothing in particular):
+    the host agent runs it as a QEMU VM."""
+    extra = guestinfo("#cloud-config\n", f"instance-id: {name}\n", stack_id(plan))
+    labvcsim.ensure_vm(plan.settings, name, extra)
 
 
 def test_lab_up_refuses_a_stack_outside_the_test_net(no_lab: Lab) -> None:
@@ -55,43 +52,57 @@ def test_lab_up_refuses_a_stack_outside_the_test_net(no_lab: Lab) -> None:
     assert _machine() == before
 
 
+def test_the_host_agent_follows_vcsim(no_lab: Lab) -> None:
+    """Powered on in vcsim: a QEMU VM; its QEMU killed: powered off in vcsim; powered on
+    again: the same disk; destroyed in vcsim: the VM and its disk are gone."""
+    plan = no_lab
+    up = fab("lab-up", "--stack", STACK, "--no-vms")
+    assert up.returncode == 0, up.stderr
+    assert qemu_processes() == []
+    name = plan.nodes[0].name
+    _power_on_a_vm(plan, name)
+    wait_for("the agent to start the VM", lambda: plan.machine(name).running(), 30)
+    disks = plan.vm_disks()
+    assert len(disks) == 1
+    plan.machine(name).power_off()  # the plug pulled under the agent
+    wait_for(
+        "vcsim to show the VM powered off",
+        lambda: not labvcsim.power_state(plan.settings, name),
+        30,
+    )
+    labvcsim.set_power(plan.settings, name, True)
+    wait_for("the agent to start it again", lambda: plan.machine(name).running(), 30)
+    assert plan.vm_disks() == disks  # the same disk: a power cycle, not a new VM
+    gone = labvcsim.remove_vms(plan.settings, stack_id(plan))
+    assert gone == [name]
+    wait_for("the agent to stop it", lambda: not plan.machine(name).running(), 30)
+    wait_for("its disk to go", lambda: plan.vm_disks() == [], 30)
+    log = (plan.dir / "hostd.log").read_text()
+    for said in ("powered on in vcsim", "QEMU exited; powering the VM off", "destroyed in vcsim"):
+        assert said in log, log
+
+
 def test_lab_down_removes_a_busy_lab_and_can_run_again(no_lab: Lab) -> None:
     plan = no_lab
-    s = plan.settings
     key_existed = plan.key_file.exists()
-    targets = (Path("/etc/ceph"), Path("/root/.ssh"), Path(s.mount_point))
-    absent_before = [p for p in targets if not p.exists()]
-    up = fab("lab-up", "--stack", STACK)
+    up = fab("lab-up", "--stack", STACK, "--no-vms")
     assert up.returncode == 0, up.stderr
-    one, two = plan.nodes[:2]
-    # make it busy: keepalived running in one node, the image mapped in both (rbd-fuse and a
-    # loop device each) and mounted in the other, a stray process in each
-    conf = keepalived_conf(plan, one, two)
-    node_exec(STACK, one.name, ["tee", "/etc/keepalived/keepalived.conf"], input=conf, check=True)
-    assert node_exec(STACK, one.name, ["systemctl", "start", "keepalived"]).returncode == 0
-    rbd, body = rbd_unit(plan)
     for n in plan.nodes:
-        write_ceph_client(plan, n.name)
-        node_exec(STACK, n.name, ["tee", f"/etc/systemd/system/{rbd}"], input=body, check=True)
-        started = node_exec(STACK, n.name, ["systemctl", "start", rbd])
-        assert started.returncode == 0, started.stderr
-    mount = node_run(STACK, two.name, f"mount -L {s.xfs_label} {s.mount_point}")
-    assert mount.returncode == 0, mount.stderr
-    for n in plan.nodes:
-        node_run(STACK, n.name, "setsid -f sleep 600 </dev/null >/dev/null 2>&1", check=True)
-    pids = labprocs.pids_in(plan.ns_files())
-    assert len(pids) >= 9, pids  # 2 sshd, keepalived (+ children), 2 rbd-fuse (+ watchdog), 2 sleep
-    assert "/run/lab/rbd/" in sh("losetup", "-a").stdout
-    assert lab_daemons()
+        _power_on_a_vm(plan, n.name)
+    wait_for(
+        "every VM running",
+        lambda: all(plan.machine(n.name).running() for n in plan.nodes),
+        60,
+    )
+    assert len(qemu_processes()) == len(plan.nodes)
+    assert agentctl.pid(plan) is not None
 
     down = fab("lab-down", "--stack", STACK)
     assert down.returncode == 0, down.stderr
     assert what_is_left(plan) == []
-    assert [p for p in pids if pid_alive(p)] == []
+    assert qemu_processes() == []
     if not key_existed:
         assert not plan.key_file.parent.exists(), "lab-down kept the key dir it created"
-    for path in absent_before:  # bind targets lab-up had to create on the host
-        assert not path.exists() or any(path.iterdir()), f"lab-down left the empty {path}"
 
     again = fab("lab-down", "--stack", STACK)
     assert again.returncode == 0, again.stderr
@@ -100,39 +111,26 @@ def test_lab_down_removes_a_busy_lab_and_can_run_again(no_lab: Lab) -> None:
 
 def test_lab_up_recovers_from_leftovers(no_lab: Lab) -> None:
     plan = no_lab
-    first = plan.nodes[0]
-    # what a crashed lab-up could leave: the node's namespace and a bare bridge, no state file
-    assert sh("ip", "netns", "add", first.name).returncode == 0
+    # what a crashed lab-up could leave: a bare bridge and a tap, no agent, no Ceph
     assert sh("ip", "link", "add", plan.bridge, "type", "bridge").returncode == 0
-    up = fab("lab-up", "--stack", STACK)
+    tap = plan.nodes[0].tap
+    assert sh("ip", "tuntap", "add", "dev", tap, "mode", "tap").returncode == 0
+    assert sh("ip", "link", "set", tap, "master", plan.bridge).returncode == 0
+    up = fab("lab-up", "--stack", STACK, "--no-vms")
     assert up.returncode == 0, up.stderr
     assert "leftovers" in up.stdout
-    hostname = node_exec(STACK, first.name, ["hostname"])
-    assert hostname.stdout.strip() == first.name
-    wait_for(
-        "sshd in every node",
-        lambda: all(
-            node_exec(STACK, n.name, ["systemctl", "is-active", "ssh"]).returncode == 0
-            for n in plan.nodes
-        ),
-    )
+    assert labmod.health(plan) == []
 
 
 def test_failed_lab_up_removes_what_it_made(no_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = no_lab
-    real_start = labnode.start_sshd
-    started: list[str] = []
 
-    def start_then_fail(lab: Lab, node: labmod.LabNode) -> int:
-        if started:
-            raise labmod.LabError(f"injected failure before sshd on {node.name}")
-        started.append(node.name)
-        return real_start(lab, node)
+    def fail(lab: Lab) -> int:
+        raise labmod.LabError("injected failure before the host agent")
 
-    monkeypatch.setattr(labnode, "start_sshd", start_then_fail)
+    monkeypatch.setattr(agentctl, "start", fail)
     messages: list[str] = []
     with pytest.raises(labmod.LabError, match="injected failure"):
-        labmod.lab_up(STACK, say=messages.append)
-    assert started == [plan.nodes[0].name]
+        labmod.lab_up(STACK, vms=False, say=messages.append)
     assert any("removing what it made" in m for m in messages), messages
     assert what_is_left(plan) == []

@@ -1,14 +1,19 @@
 """`make lab` / `make lab-down` as a user types them, both paths: with the vSphere plugin (the
-real `pulumi up` against vcsim) and without it (Fabric converge + `fab dns`).
+real `pulumi up` against vcsim, whose VMs the lab's host agent boots from their guestinfo) and
+without it (lab-up makes the VMs, then Fabric converge + `fab dns`).
 
 Each path: a fresh lab ends with one MASTER holding the VIP and the mount and the DNS name
 answering the VIP; a second `make lab` changes nothing; `make lab-down` leaves no VM, daemon,
-namespace, loop device or file; `git status` is the same before and after; and `make lab`
-works again after `make lab-down`.
+tap or file; `git status` is the same before and after. With the plugin, also: each node is a
+VM of its own (kernel, systemd, cloud-init done) whose user-data is what `pulumi up` put in
+its guestinfo, byte for byte; the MASTER's volume is a krbd device; a replaced VM is released
+first; the MASTER's VM powered off hands everything to the peer, which answers SSH on the VIP.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 import re
@@ -18,9 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from components.converge.probe import VipSsh
 from components.lab import Lab, deploy
 from components.lab import ceph as labceph
-from tests.lab.labkit import ROOT, cluster_picture, sh, what_is_left
+from components.lab import vcsim as labvcsim
+from components.lab.faults import LabFaults
+from tests.lab.labkit import ROOT, cluster_picture, in_node, sh, wait_for, what_is_left
 
 pytestmark = pytest.mark.lab
 
@@ -28,15 +36,20 @@ TOOLS = Path(os.environ.get("REPO_CLUSTER_CACHE") or Path.home() / ".cache/repo-
 NAME = "repo-cluster.skunkworks.test"
 
 
-def make(target: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def make(
+    target: str, env: dict[str, str] | None = None, *, clear: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``make TARGET`` in the repo; ``env`` added to this process's environment (or, with
+    ``clear``, instead of it: a test controls every variable its path depends on)."""
+    base = {} if clear else dict(os.environ)
     return subprocess.run(
         ["make", target],
         cwd=ROOT,
         # never Pulumi's plugin download from a test: no packet leaves this machine
-        env={**os.environ, "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0", **(env or {})},
+        env={**base, "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0", **(env or {})},
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=2400,
         check=False,
     )
 
@@ -89,24 +102,27 @@ def assert_gone(plan: Lab, before: str) -> None:
     assert git_status() == before
 
 
-def assert_both_clients(plan: Lab) -> None:
-    """Ceph's own view (the lab's admin key, from the host): both nodes' clients have the
-    image open, each at its node's address."""
+def assert_master_client_only(plan: Lab, master: str = "198.18.50.161") -> None:
+    """Ceph's own view (the lab's admin key, from the host): only the MASTER's client has the
+    image open (it maps on promotion; the BACKUP maps nothing)."""
     watchers = labceph.watchers(plan)
     assert watchers is not None, "the lab's Ceph did not answer"
-    assert {w.split(":")[0] for w in watchers} == {"198.18.50.161", "198.18.50.162"}, watchers
+    assert {w.split(":")[0] for w in watchers} == {master}, watchers
 
 
 def assert_cluster(out: subprocess.CompletedProcess[str]) -> None:
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
     report = out.stdout.rsplit("VIP 198.18.50.160", 1)[-1]  # fab status, the last word
-    # node ip vrrp vip mounted ceph-client lock blocklisted
-    row = r"^(repo\d)\s+\S+\s+(MASTER|BACKUP)\s+(yes|-)\s+(yes|-)\s+(yes|-|\?)\s+\S+\s+\S+\s*$"
+    # node ip vrrp vip mounted mapped ceph-client lock blocklisted
+    row = (
+        r"^(repo\d)\s+\S+\s+(MASTER|BACKUP)\s+(yes|-)\s+(yes|-)\s+(yes|-)\s+(yes|-|\?)\s+\S+"
+        r"\s+\S+\s*$"
+    )
     rows = re.findall(row, report, re.M)
     assert sorted(rows) == [
-        ("repo1", "MASTER", "yes", "yes", "yes"),
-        ("repo2", "BACKUP", "-", "-", "yes"),
+        ("repo1", "MASTER", "yes", "yes", "yes", "yes"),
+        ("repo2", "BACKUP", "-", "-", "-", "-"),
     ], text
     assert "ceph: HEALTH_OK" in report, text
     assert f"DNS {NAME} -> 198.18.50.160" in text
@@ -129,16 +145,50 @@ def lab_pulumi(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def state_extra_config(state: dict, node: str) -> dict[str, str]:
+    """The extraConfig the provider read back from vcsim when it made the node's VM."""
+    [vm] = [
+        r
+        for r in state["deployment"]["resources"]
+        if r["urn"].endswith(f"::repo-cluster-{node}-vm")
+    ]
+    extra = vm["outputs"]["extraConfig"]
+    if isinstance(extra, dict) and "plaintext" in extra:  # a secret: decrypted by --show-secrets
+        extra = json.loads(extra["plaintext"])
+    return extra
+
+
+def assert_vms_booted_from_their_guestinfo(plan: Lab) -> None:
+    """Each node is a VM of its own, booted by cloud-init from the user-data `pulumi up` put in
+    its guestinfo (as the provider read it back from vcsim), byte for byte; cloud-init then
+    cleared guestinfo.userdata in vcsim, as the meta-data says."""
+    state = json.loads(lab_pulumi("stack", "export", "--show-secrets").stdout)
+    host_kernel = os.uname().release
+    for n in plan.nodes:
+        assert in_node(n.name, "uname", "-r").strip() != host_kernel
+        assert in_node(n.name, "cat", "/proc/1/comm").strip() == "systemd"
+        assert in_node(n.name, "cloud-init", "status").split()[-1] == "done"
+        extra = state_extra_config(state, n.name)
+        sent = gzip.decompress(base64.b64decode(extra["guestinfo.userdata"])).decode()
+        received = in_node(n.name, "cat", "/var/lib/cloud/instance/user-data.txt")
+        assert received == sent, f"{n.name}: the user-data cloud-init got differs"
+        assert labvcsim.extra_config(plan.settings, n.name)["guestinfo.userdata"] == "---"
+    src = in_node("repo1", "findmnt", "-rn", "-o", "SOURCE", plan.settings.mount_point)
+    assert src.strip().startswith("/dev/rbd"), src
+    assert in_node("repo1", "sh", "-c", "ls /sys/bus/rbd/devices").split() == ["0"]
+
+
 def replace_repo1_vm(plan: Lab) -> None:
     """A replaced VM: its converge step is deleted first, and that delete releases the volume
-    on the old VM before the VM goes (in the lab the node outlives its vcsim VM, so only the
-    release moves the MASTER role: repo2 ends MASTER, the new repo1 converged as BACKUP)."""
+    on the old VM (repo2 takes over), then the old VM goes (the agent stops its QEMU), and the
+    new VM boots from its own fresh disk and is converged as BACKUP."""
     state = json.loads(lab_pulumi("stack", "export").stdout)
     [vm] = [
         r["urn"]
         for r in state["deployment"]["resources"]
         if r["urn"].endswith("::repo-cluster-repo1-vm")
     ]
+    old_disks = plan.vm_disks()
     up = lab_pulumi("up", "--yes", "--skip-preview", "--json", "--replace", vm)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
     # --json on up: one engine event per line, in the order the engine ran the steps
@@ -149,10 +199,41 @@ def replace_repo1_vm(plan: Lab) -> None:
     ]
     deleted = [name for op, name in steps if op == "delete-replaced"]
     assert deleted[:2] == ["repo-cluster-repo1-converge", "repo-cluster-repo1-vm"], steps
-    log = sh("cat", "/run/repo-cluster/sim/nodes/repo1/run/keepalivednotify/log").stdout
-    assert "INSTANCE pulumi-delete is STOP" in log, log[-2000:]
+    log = (plan.dir / "hostd.log").read_text()
+    assert "repo1: stopped QEMU (destroyed in vcsim" in log, log[-2000:]
+    assert len(set(plan.vm_disks()) - set(old_disks)) == 1  # the new VM's own disk
     picture = cluster_picture(plan)
     assert picture == {"repo1": ("BACKUP", False, False), "repo2": ("MASTER", True, True)}, picture
+
+
+def master_vm_powered_off(plan: Lab) -> None:
+    """kill -9 of the MASTER's QEMU: the peer holds the VIP and the volume and answers SSH on
+    the VIP (strict host key: the cluster's shared one)."""
+    faults = LabFaults(plan)
+    faults.power_off("repo2")
+    wait_for(
+        "repo1 to hold the VIP and the volume",
+        lambda: cluster_picture(plan)["repo1"] == ("MASTER", True, True),
+        timeout=240,
+    )
+    state = json.loads(lab_pulumi("stack", "export", "--show-secrets").stdout)
+    keys = [
+        k["public"]
+        for r in state["deployment"]["resources"]
+        if r["type"].endswith("HostKeys")
+        for k in json.loads(r["outputs"]["keys"]["plaintext"])
+    ]
+    ssh = VipSsh.make(str(plan.settings.vip.ip), "root", str(plan.key_file), keys)
+    try:
+        assert ssh.hostname() == "repo1"
+    finally:
+        ssh.close()
+    faults.power_on("repo2")
+    wait_for(
+        "repo2 back as BACKUP",
+        lambda: cluster_picture(plan)["repo2"] == ("BACKUP", False, False),
+        timeout=240,
+    )
 
 
 def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
@@ -164,10 +245,11 @@ def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
         )
     first = make("lab")
     assert_cluster(first)
-    assert_both_clients(plan)
+    assert_master_client_only(plan)
     assert re.search(r"\+ \d+ created", first.stdout), first.stdout[-3000:]
     assert "secrets from the lab's Pulumi state" in first.stderr
     assert git_status() == clean
+    assert_vms_booted_from_their_guestinfo(plan)
 
     second = make("lab")
     assert_cluster(second)
@@ -175,27 +257,28 @@ def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
     assert "NodeConverge" not in second.stdout.split("Resources:")[0].replace("same", "")
 
     replace_repo1_vm(plan)
+    master_vm_powered_off(plan)
 
     down = make("lab-down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert re.search(r"- \d+ deleted", down.stdout), down.stdout
     assert_gone(plan, clean)
 
-    again = make("lab")
-    assert_cluster(again)
-
 
 def test_make_lab_without_the_plugin(plan: Lab, clean: str, tmp_path: Path) -> None:
-    """No plugin to be had (an empty Pulumi home, no download): the Fabric path, same cluster."""
+    """No plugin to be had (an empty Pulumi home, no download): lab-up makes the VMs in vcsim
+    from the same bundles, the Fabric path converges them, same cluster."""
     offline = {"PULUMI_HOME": str(tmp_path / "pulumi-home"), "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0"}
-    first = make("lab", offline)
+    offline.pop("REPO_CLUSTER_VSPHERE_PLUGIN_TARBALL", None)
+    env = {k: v for k, v in os.environ.items() if k != "REPO_CLUSTER_VSPHERE_PLUGIN_TARBALL"}
+    first = make("lab", {**env, **offline}, clear=True)
     assert_cluster(first)
-    assert_both_clients(plan)
+    assert_master_client_only(plan)
     assert "pulumi up: SKIPPED" in first.stderr
     assert "secrets from the lab's own secrets" in first.stderr
     assert git_status() == clean
 
-    second = make("lab", offline)
+    second = make("lab", {**env, **offline}, clear=True)
     assert_cluster(second)
     assert re.findall(r"^(repo\d): (.*)$", second.stdout, re.M) == [
         ("repo1", "up to date"),
@@ -203,6 +286,6 @@ def test_make_lab_without_the_plugin(plan: Lab, clean: str, tmp_path: Path) -> N
     ]
     assert "dns: A repo-cluster.skunkworks.test -> 198.18.50.160: unchanged" in second.stdout
 
-    down = make("lab-down", offline)
+    down = make("lab-down", {**env, **offline}, clear=True)
     assert down.returncode == 0, down.stdout + down.stderr
     assert_gone(plan, clean)

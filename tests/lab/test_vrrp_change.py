@@ -3,11 +3,11 @@
     repo1 MASTER (VIP, volume)      repo2 BACKUP
     auth_pass and advert_int change: repo2 stopped, repo1 reloaded alone, repo2 started
 
-A sampler (the drill's, every ~0.1 s, each node's own tools) watches both nodes during the
-converge that carries the change; at no sample may two nodes hold the VIP or have the volume
-mounted, and repo1 keeps the VIP and the mount throughout (the change costs no failover).
-A node the converge cannot reach refuses the change and touches nothing. The module fixture
-removes the lab, failed or not.
+A sampler (the drill's, each node's own tools through its guest agent) watches both nodes
+during the converge that carries the change; at no sample may two nodes hold the VIP or have
+the volume mounted, and repo1 keeps the VIP and the mount throughout (the change costs no
+failover). A node the converge cannot reach refuses the change and touches nothing. The
+module starts from a reset, converged cluster (repo1 MASTER) on the shared lab.
 """
 
 from __future__ import annotations
@@ -27,26 +27,23 @@ from components.converge.probe import Sampler
 from components.converge.ssh import Access
 from components.lab import Lab, node_exec
 from components.lab import secrets as labsecrets
-from tests.lab.labkit import HEALTHY, ROOT, STACK, in_node, wait_for_picture
+from tests.lab.labkit import HEALTHY, ROOT, STACK, fresh_cluster, in_node, wait_for_picture
 
 pytestmark = pytest.mark.lab
 
 NEW_PASS = "N3wPassw"
 
 
-def converge(s: Settings, secrets: Secrets, *, trust: bool = False) -> fleet.Outcome:
+def converge(s: Settings, secrets: Secrets) -> fleet.Outcome:
     bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
-    access = Access.for_stack(s, ROOT, secrets.public_host_keys, trust)
+    access = Access.for_stack(s, ROOT, secrets.public_host_keys, False)
     return fleet.converge_stack(s, bundles, access, report=print)
 
 
 @pytest.fixture(scope="module")
 def secrets(sim_lab: Lab) -> Iterator[Secrets]:
-    secrets = labsecrets.load_or_create(sim_lab.settings, STACK, ROOT)
-    outcome = converge(sim_lab.settings, secrets, trust=True)
-    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
-    wait_for_picture(sim_lab, HEALTHY)
-    yield secrets
+    fresh_cluster(sim_lab)
+    yield labsecrets.load_or_create(sim_lab.settings, STACK, ROOT)
 
 
 def vrrp_lines(node: str) -> list[str]:
@@ -66,15 +63,15 @@ def test_an_unreachable_node_refuses_the_change_and_nothing_moves(sim_lab, secre
     assert outcome.vrrp_error and "repo2 cannot be reached" in outcome.vrrp_error, outcome.vrrp
     assert outcome.results == {}  # no node converged: a per-node reload could split them
     assert {n: vrrp_lines(n) for n in ("repo1", "repo2")} == before
-    wait_for_picture(sim_lab, HEALTHY, timeout=30)
+    wait_for_picture(sim_lab, HEALTHY, timeout=120)
 
 
 def test_auth_pass_and_advert_interval_change_without_a_split(sim_lab, secrets):
     s = dataclasses.replace(sim_lab.settings, advert_interval=2)
     changed = dataclasses.replace(secrets, vrrp_auth_pass=NEW_PASS)
-    with Sampler(lab_look(sim_lab), time.monotonic(), period=0.1) as sampler:
+    with Sampler(lab_look(sim_lab), time.monotonic(), period=1.0) as sampler:
         outcome = converge(s, changed)
-        wait_for_picture(sim_lab, HEALTHY, timeout=40)
+        wait_for_picture(sim_lab, HEALTHY, timeout=120)
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     assert list(outcome.vrrp) == [
         "repo2: systemctl stop keepalived.service",
@@ -86,7 +83,7 @@ def test_auth_pass_and_advert_interval_change_without_a_split(sim_lab, secrets):
         "repo2: systemctl start keepalived.service",
     ]
     samples = sampler.samples
-    assert len(samples) > 20, len(samples)
+    assert len(samples) > 10, len(samples)
     split = [x.brief() for x in samples if len(x.vip_holders()) > 1 or len(x.mounted()) > 1]
     assert split == [], split[:5]
     moved = [x.brief() for x in samples if x.vip_holders() != ["repo1"] or x.mounted() != ["repo1"]]

@@ -71,7 +71,9 @@ def test_rendering_is_deterministic(keys) -> None:
     "change",
     [
         lambda b: dataclasses.replace(b, packages=(*b.packages, "vim")),
-        lambda b: dataclasses.replace(b, services=b.services[::-1]),
+        lambda b: dataclasses.replace(b, services=(*b.services, "other.service")),
+        lambda b: dataclasses.replace(b, on_demand=()),
+        lambda b: dataclasses.replace(b, image="rbd/other"),
         lambda b: dataclasses.replace(b, meta_data=b.meta_data + "\n"),
         lambda b: dataclasses.replace(
             b, files=(dataclasses.replace(b.files[0], mode=0o640), *b.files[1:])
@@ -152,7 +154,11 @@ def test_package_sources_per_family(keys, family) -> None:
     s = lab(family)
     b = render_node(s, s.nodes[0], Secrets.resolve(s, keys, "abc"), AUTHORIZED)
     assert b.os_family == family
-    assert b.services == ("rbd-veeamrepo.service", "keepalived.service")
+    assert b.services == ("keepalived.service",)
+    # the rbd unit is installed, never enabled: only the MASTER maps, through its notify script
+    assert b.on_demand == ("rbd-veeamrepo.service",)
+    unit = b.file("/etc/systemd/system/rbd-veeamrepo.service").content.decode()
+    assert "[Install]" not in unit.splitlines()
     base = ("keepalived", "psmisc", "xfsprogs", "ceph-common")
     repos = repo_files(b)
     if family == "el7":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import subprocess
 from pathlib import Path
@@ -129,14 +130,26 @@ def test_a_bind_mount_on_the_mount_point_is_not_the_volume():
     assert facts.parse_mounted(bind + MOUNTS, "/mnt/veeamrepo", {"/dev/loop0"})
 
 
+MAPPED = "map=/dev/rbd0 198.18.50.161:0/948355672\n"
+RBD_MOUNTS = "/dev/vda / ext4 rw 0 0\n/dev/rbd0 /mnt/veeamrepo xfs rw,relatime 0 0\n"
+
+
 def test_parse_status():
-    out = "active=active\nvolume=/dev/loop0 \njournal=MASTER 4242\n--repo-cluster--\n" + IP_ADDR
-    out += "--repo-cluster--\n" + MOUNTS
+    out = f"active=active\njournal=MASTER 4242\n{MAPPED}--repo-cluster--\n" + IP_ADDR
+    out += "--repo-cluster--\n" + RBD_MOUNTS
     st = status.parse_status("repo1", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", out)
-    assert st == status.NodeStatus("repo1", "198.18.50.161", "MASTER", True, True)
+    assert st == status.NodeStatus(
+        "repo1", "198.18.50.161", "MASTER", True, True, clients=("198.18.50.161:0/948355672",)
+    )
     stopped = out.replace("active=active", "active=inactive")
     st = status.parse_status("repo1", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", stopped)
     assert st.vrrp_state == "STOPPED"
+    # something else mounted there, or the image not mapped: not the volume
+    other = out.replace("/dev/rbd0 /mnt", "/dev/loop0 /mnt")
+    assert not status.parse_status("r", "ip", "198.18.50.160", "/mnt/veeamrepo", other).mounted
+    unmapped = out.replace(MAPPED, "")
+    st = status.parse_status("r", "ip", "198.18.50.160", "/mnt/veeamrepo", unmapped)
+    assert not st.mounted and st.clients == ()
 
 
 CLUSTERS = [
@@ -183,36 +196,52 @@ client.4141  auto 140042643181680  198.18.50.161:0/948355672
 BLOCKLIST = "198.18.50.162:0/1203836116 2026-12-02T02:24:47.291405+0000\n"
 
 
-def test_parse_status_with_the_ceph_view():
-    out = "active=active\nvolume=/dev/loop0\njournal=MASTER 1\n--repo-cluster--\n" + IP_ADDR
-    out += "--repo-cluster--\n" + MOUNTS
-    ceph = [WATCHERS, LOCKS, BLOCKLIST, "HEALTH_OK\n"]
-    full = out + "".join(f"--repo-cluster--\n{x}" for x in ceph)
-    st = status.parse_status("repo1", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", full)
-    assert st.ceph == status.CephView(
-        client=True, holds_lock=True, blocklisted=0, health="HEALTH_OK"
-    )
-    peer = status.parse_ceph("198.18.50.162", *ceph)
-    assert peer == status.CephView(client=True, holds_lock=False, blocklisted=1, health="HEALTH_OK")
-    fenced = status.parse_ceph("198.18.50.163", *ceph)
-    assert fenced.client is False
-    down = status.parse_ceph("198.18.50.161", *(["ceph-failed\n"] * 4))
-    assert down == status.CephView(None, None, None, None)
-    # without the Ceph sections (the drill's look): no view, not a false "no client"
-    assert (
-        status.parse_status("r", "198.18.50.161", "198.18.50.160", "/mnt/veeamrepo", out).ceph
-        is None
-    )
+NODES = ["198.18.50.161", "198.18.50.162"]
 
 
-def test_a_node_without_a_live_ceph_client_is_a_problem():
-    view = status.CephView(client=False, holds_lock=False, blocklisted=1, health="HEALTH_OK")
+def answer(*sections: str) -> str:
+    return "".join(f"--repo-cluster--\n{x}" for x in sections)
+
+
+def test_ceph_views_read_from_one_answer():
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    views = status.ceph_views(NODES, answer(WATCHERS, LOCKS, BLOCKLIST, "HEALTH_OK\n"), now)
+    assert views["198.18.50.161"] == status.CephView(
+        client=True, holds_lock=True, blocklisted=0, health="HEALTH_OK", entries=1,
+        short_entries=("198.18.50.162:0/1203836116",),
+    )  # fmt: skip
+    assert views["198.18.50.162"].client and views["198.18.50.162"].blocklisted == 1
+    # an entry years ahead (the fence's) is not a short one
+    lasting = "198.18.50.162:0/1203836116 2031-12-01T02:24:47.291405+0000\n"
+    views = status.ceph_views(NODES, answer(WATCHERS, LOCKS, lasting, "HEALTH_OK\n"), now)
+    assert views["198.18.50.162"].short_entries == ()
+    down = status.ceph_views(NODES, answer(*(["ceph-failed\n"] * 4)), now)
+    assert down["198.18.50.161"] == status.CephView(None, None, None, None)
+
+
+def test_a_foreign_lock_holder_is_named_and_is_a_problem():
+    foreign = LOCKS.replace("198.18.50.161:0/948355672", "198.18.50.9:0/77")
+    views = status.ceph_views(NODES, answer(WATCHERS, foreign, "", "HEALTH_OK\n"))
+    view = views["198.18.50.161"]
+    assert view.foreign_lock == "client.4141 at 198.18.50.9:0/77" and view.holds_lock is False
     statuses = [
-        status.NodeStatus("repo1", "ip", "MASTER", True, True),
-        status.NodeStatus("repo2", "ip", "BACKUP", False, False, ceph=view),
+        status.NodeStatus("repo1", "198.18.50.161", "MASTER", True, True, ceph=view),
+        status.NodeStatus("repo2", "198.18.50.162", "BACKUP", False, False, ceph=view),
     ]
     (problem,) = status.cluster_problems(statuses)
-    assert "no client of repo2" in problem and "fenced" in problem
+    assert "client.4141 at 198.18.50.9:0/77" in problem and "not one of the nodes" in problem
+
+
+def test_a_master_without_a_live_client_or_a_backup_with_a_mapping_is_a_problem():
+    gone = status.CephView(client=False, holds_lock=False, blocklisted=1, health="HEALTH_OK")
+    statuses = [
+        status.NodeStatus("repo1", "ip", "MASTER", True, True, ceph=gone),
+        status.NodeStatus("repo2", "ip", "BACKUP", False, False, clients=("ip:0/1",)),
+    ]
+    problems = status.cluster_problems(statuses)
+    assert len(problems) == 2
+    assert "no client of the MASTER repo1" in problems[1]
+    assert "repo2 maps the image but is not MASTER" in problems[0]
 
 
 def test_a_fenced_mount_is_not_a_second_writer():

@@ -183,6 +183,11 @@ def node_facts(monkeypatch) -> list[list[str]]:
     monkeypatch.setattr(converge.facts, "missing_packages", lambda c, fam, pkgs: [])
     monkeypatch.setattr(converge.facts, "sysctl_values", lambda c, keys: {})
     monkeypatch.setattr(
+        converge.facts,
+        "image_info",
+        lambda c, image, user: "\tfeatures: layering, exclusive-lock\n",
+    )
+    monkeypatch.setattr(
         converge.facts, "unit_states", lambda c, units: dict.fromkeys(units, UnitState("", ""))
     )
     monkeypatch.setattr(converge, "run", lambda c, step, cmd, timeout=0: "")

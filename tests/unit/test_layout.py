@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "bundle": {"config"},
     "converge": {"config", "bundle"},
-    "vcenter": {"config"},
+    "vcenter": {"config", "bundle"},
     "dns": {"config"},
     "lab": {"config", "bundle", "vcenter", "dns"},
     PULUMI: {"config", "bundle", "converge", "vcenter", "dns"},

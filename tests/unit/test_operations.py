@@ -350,3 +350,23 @@ def test_an_owed_reload_runs_though_every_file_matches():
         "systemctl restart ssh.service",
     ]
     assert ops.clear_owed("keepalived") == "rm -f /var/lib/repo-cluster/pending/keepalived"
+
+
+def test_a_unit_an_earlier_bundle_enabled_at_boot_is_retired_never_stopped():
+    unit = "rbd-veeamrepo.service"
+    enabled = {unit: UnitState("enabled", "active")}
+    cmds = ops.retire_boot_units([unit], enabled)
+    assert cmds == [
+        "rm -f /etc/systemd/system/multi-user.target.wants/rbd-veeamrepo.service",
+        "systemctl daemon-reload",
+    ]
+    assert not any("stop" in c for c in cmds)  # on the MASTER it carries the mounted volume
+    assert ops.retire_boot_units([unit], {unit: UnitState("static", "active")}) == []
+
+
+def test_an_image_without_exclusive_lock_is_named_with_the_command_that_fixes_it():
+    ok = "rbd image 'veeamrepo':\n\tfeatures: layering, exclusive-lock\n"
+    assert ops.image_feature_problem("rbd/veeamrepo", ok) is None
+    bad = ops.image_feature_problem("rbd/veeamrepo", "\tfeatures: layering\n")
+    assert bad and "rbd feature enable rbd/veeamrepo exclusive-lock" in bad
+    assert "cannot reach" in (ops.image_feature_problem("rbd/veeamrepo", None) or "")

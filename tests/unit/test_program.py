@@ -15,8 +15,8 @@ from pulumi.runtime import rpc
 
 from components import config as settings
 from components.bundle import Secrets, authorized_keys, render_node
+from components.bundle.guestinfo import encode
 from components.bundle.hostkeys import HostKey
-from components.node import encode
 from tests.unit.pulumi_mocks import TSIG_SECRET
 
 pytestmark = pytest.mark.unit
@@ -377,8 +377,11 @@ def test_changing_one_node_changes_only_that_node(lab, run_lab, lab_config, chan
     # VRRP rollout's look (for a per-node change it finds nothing to roll). A priority lives
     # in keepalived.conf, a secret file the converge brings: repo2's VM is untouched by it
     expected = ["repo-cluster-check", "repo-cluster-repo2-converge", "repo-cluster-vrrp"]
-    if "ip" in change:  # the customization and the meta-data change
-        expected.append("repo-cluster-repo2-vm")
+    if "ip" in change:  # the customization and the meta-data change; and every node's notify
+        # script names the nodes' addresses (the only Ceph clients its fence may touch), a
+        # file its first boot carries too: repo1's guestinfo changes (in place, no reboot)
+        expected += ["repo-cluster-repo2-vm", "repo-cluster-repo1-converge"]
+        expected += ["repo-cluster-repo1-vm"]
     assert differing == sorted(expected)
 
 
