@@ -1,7 +1,8 @@
 """DnsRecord: the VIP's A record (and optional PTR) as a Pulumi dynamic resource.
 
-create adds it; update moves it (a new name, zone or server: the new record first, then the
-old one goes; a new address: replaced in place, guarded by the old one as prerequisite);
+create adds it; update moves it: the new record first (a new address replaces the old one in
+place, guarded by it as prerequisite), then the old records it no longer keeps go, each from
+its own server and zone, signed with the new inputs' key (:func:`move_record`);
 delete removes only this stack's record; read (``pulumi refresh``) reports what the server
 answers now, so a hand edit shows as drift and the next update refuses to overwrite it unless
 ``dnsAdopt``. Every update is an RFC 2136 dynamic update signed with the TSIG key, which is a
@@ -26,12 +27,12 @@ from pulumi.dynamic import (
 from components.config import Settings
 from components.dns import record
 from components.dns.record import DnsTarget
-from components.dns.stack import StackRecord, ensure_record, remove_record
+from components.dns.stack import StackRecord, ensure_record, move_record, remove_record
 
 SECRET = "tsig_secret"
-# what makes the record move: a change of any of these is an update
-WATCHED = ("server", "port", "zone", "ptr_zone", "key_name", "algorithm", "name", "address")
-PLACE = ("server", "port", "zone", "ptr_zone", "name")
+# a change of any of these is an update: they move the record, or sign its updates (a rotated
+# secret goes into the state, so that a later delete signs with it)
+WATCHED = ("server", "port", "zone", "ptr_zone", "key_name", "algorithm", SECRET, "name", "address")
 
 
 def _record(p: dict[str, Any]) -> StackRecord:
@@ -86,17 +87,8 @@ class DnsRecordProvider(ResourceProvider):
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        old, new = _record(olds), _record(news)
         # what this stack wrote before is its own; anything else there is foreign
-        _log(
-            ensure_record(
-                new,
-                owned_addresses=(old.address,),
-                owned_names=(old.fqdn.rstrip(".") + ".",),
-            )
-        )
-        if old.address != new.address or any(olds.get(k) != news.get(k) for k in PLACE):
-            _log(remove_record(old))  # the old name, or the old address's PTR
+        move_record(_record(olds), _record(news), _log)
         return UpdateResult(outs=self._outs(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

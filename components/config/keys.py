@@ -180,7 +180,7 @@ KEYS: tuple[Key, ...] = (
         str,
         "",
         "Options of the MASTER's XFS mount (mount -o), comma-separated; empty for the"
-        " defaults. The lab sets nouuid: its two nodes share one kernel.",
+        " defaults (e.g. noatime).",
     ),
     _k("cephMonitors", list, REQUIRED, "Ceph monitor addresses."),
     _k("cephUser", str, "veeamrepo", "Ceph client name (client.<name>), limited to the pool."),

@@ -40,7 +40,7 @@ def _secret(key: Key, raw: Any, problems: list[str]) -> Secret:
     """Plain strings (Pulumi runtime) are available; ``{"secure": ...}`` (the stack file, not
     decryptable here) is an unavailable secret."""
     if isinstance(raw, Mapping) and "secure" in raw:
-        return Secret()
+        return Secret(encrypted=True)
     if isinstance(raw, str):
         return Secret(raw)
     problems.append(f"{key.full}: must be a string")

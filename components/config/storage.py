@@ -53,6 +53,12 @@ def normal_mount(c: Check) -> str | None:
         c.bad("mountPoint", f"{mount!r} must be an absolute path other than /")
     elif not mount.isprintable():
         c.bad("mountPoint", f"{mount!r} must not hold control characters")
+    elif "\\" in mount:
+        c.bad(
+            "mountPoint",
+            f"{mount!r} must not hold a backslash: the mount table writes it as \\134, and the "
+            "mount point is read back from there",
+        )
     elif "." in parts or ".." in parts:
         c.bad("mountPoint", f"{mount!r} must not hold '.' or '..' components: write the path")
     elif norm in SYSTEM_EXACT or any(norm == d or norm.startswith(f"{d}/") for d in SYSTEM_TREES):
@@ -90,7 +96,7 @@ def mount_options(c: Check) -> None:
     if value and not all(MOUNT_OPTION.fullmatch(o) for o in value.split(",")):
         c.bad(
             "xfsMountOptions",
-            f"{value!r} must be comma-separated mount options like nouuid,noatime "
+            f"{value!r} must be comma-separated mount options like noatime,nodiscard "
             "(letters, digits, _ and option=value)",
         )
 

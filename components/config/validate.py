@@ -7,7 +7,6 @@ stack file in one pass. The checks are grouped by concern, one function each.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import Any
 
 from components.config.check import Check as _Check
 from components.config.check import full as _full
+from components.config.dnscheck import dns_values
 from components.config.keys import KEYS
 from components.config.model import AUTH_PASS, OS_FAMILIES, ConfigError, Node, Secret, Settings
 from components.config.storage import (
@@ -47,6 +47,7 @@ def _nodes(c: _Check) -> tuple[Node, ...]:
             c.bad("nodes", f"{where} unknown field(s) {', '.join(sorted(extra))}")
         name, ip, prio = item.get("name"), item.get("ip"), item.get("priority")
         c.hostname("nodes", name, f"{where}.name ")
+        c.yaml_string("nodes", name, f"{where}.name ")
         addr = c.ipv4("nodes", ip, f"{where}.ip ") if ip is not None else None
         if ip is None:
             c.bad("nodes", f"{where}.ip is required")
@@ -113,6 +114,8 @@ def _names(c: _Check) -> None:
             "interface",
             f"{v['interface']!r} is not a valid interface name (1-15 of A-Z a-z 0-9 _ . -)",
         )
+    else:
+        c.yaml_string("interface", v["interface"])
     if v["sshCheck"] not in ("fault", "weight"):
         c.bad("sshCheck", f"{v['sshCheck']!r} is not one of fault, weight")
     if not re.fullmatch(r"[A-Za-z0-9_]{1,32}", str(v["vrrpInstance"])):
@@ -158,43 +161,7 @@ def _services(c: _Check) -> None:
         for m in monitors:
             if not isinstance(m, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", m):
                 c.bad("cephMonitors", f"{m!r} is not a host, IP or IP:port")
-    _dns(c)
-
-
-TSIG_ALGORITHMS = (
-    "hmac-sha256",
-    "hmac-sha384",
-    "hmac-sha512",
-    "hmac-sha224",
-    "hmac-sha1",
-    "hmac-md5",
-)
-
-
-def _dns(c: _Check) -> None:
-    v = c.v
-    c.in_range("dnsTimeout", 1, 120)
-    if v["dnsServer"] is not None and not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", v["dnsServer"]):
-        c.bad("dnsServer", f"{v['dnsServer']!r} is not a host name or IP address")
-    if v["dnsZone"] is not None:
-        c.domain("dnsZone")
-    if v["dnsPtrZone"] is not None:
-        c.domain("dnsPtrZone")
-        if not v["dnsPtrZone"].endswith(".in-addr.arpa"):
-            c.bad("dnsPtrZone", f"{v['dnsPtrZone']!r} is not a reverse zone (*.in-addr.arpa)")
-    if v["dnsTsigAlgorithm"] not in TSIG_ALGORITHMS:
-        c.bad(
-            "dnsTsigAlgorithm",
-            f"{v['dnsTsigAlgorithm']!r} is not one of {', '.join(TSIG_ALGORITHMS)}",
-        )
-    secret: Secret = v["dnsTsigSecret"]
-    if secret.value is not None:
-        try:
-            ok = bool(base64.b64decode(secret.value, validate=True))
-        except ValueError:
-            ok = False
-        if not ok:
-            c.bad("dnsTsigSecret", "is not base64 (value hidden)")
+    dns_values(c)
 
 
 def _vip(c: _Check) -> ipaddress.IPv4Interface | None:
@@ -280,8 +247,10 @@ def deploy_problems(s: Settings) -> list[str]:
             "in 198.18.0.0/15, may go without"
         )
     if s.dns_server and s.dns_tsig_key_name and not s.dns_tsig_secret.available:
+        key, secret = _full("dnsTsigKeyName"), _full("dnsTsigSecret")
         problems.append(
-            f"{_full('dnsTsigSecret')}: required when dnsServer and dnsTsigKeyName are set "
-            "(pulumi config set --secret repo-cluster:dnsTsigSecret)"
+            f"{secret}: required when {key} is set (with dnsServer): the updates are signed "
+            f"with that key (pulumi config set --secret {secret}); unset {key} for unsigned "
+            "updates (Windows DNS)"
         )
     return problems

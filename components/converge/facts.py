@@ -230,15 +230,21 @@ def parse_holds_vip(ip_addr_stdout: str, vip: str) -> bool:
     return re.search(rf"\binet {re.escape(vip)}/\d+\b", ip_addr_stdout) is not None
 
 
+def unescape_mount_field(field: str) -> str:
+    """A field of /proc/self/mounts as it is: the kernel writes space, tab, newline and
+    backslash as octal escapes (\\040, \\011, \\012, \\134)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def parse_mounted(mounts: str, mount_point: str, devices: set[str]) -> bool:
     """Whether the volume (one of ``devices``, the block devices carrying its label) is what is
-    mounted on ``mount_point``, per /proc/self/mounts (octal escapes for spaces). The topmost
+    mounted on ``mount_point``, per /proc/self/mounts (octal escapes decoded). The topmost
     mount there counts: anything else on the mount point (a bind mount of a directory, another
     file system) is not the volume."""
     target = mount_point.rstrip("/") or "/"
     top = None
     for line in mounts.splitlines():
         fields = line.split()
-        if len(fields) >= 2 and fields[1].replace("\\040", " ") == target:
-            top = fields[0]
+        if len(fields) >= 2 and unescape_mount_field(fields[1]) == target:
+            top = unescape_mount_field(fields[0])
     return top is not None and top in devices

@@ -154,7 +154,8 @@ def converge_node(
 
         def write(step: str, subset: list[operations.FileChange]) -> None:
             if subset:
-                feed(c, step, "sh -s", operations.write_files_script(subset).encode(), 120)
+                script = operations.write_files_script(subset, family)  # checks keepalived.conf
+                feed(c, step, "sh -s", script.encode(), 120)
             for ch in subset:
                 result.changed.append(ch.file.path)
                 result.steps.append(

@@ -7,114 +7,29 @@ Pure functions, pyinfra style: no I/O, so every decision is unit-tested as
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import posixpath
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
 from components.bundle import PATHS, BundleFile
 from components.bundle.packages import DEBIAN_LIKE
-from components.converge.facts import FileState, UnitState
+from components.converge.facts import UnitState
+
+# the file writes live in writes.py; the converge reaches them through here
+from components.converge.writes import DAEMON_RELOAD as DAEMON_RELOAD
+from components.converge.writes import KEEPALIVED as KEEPALIVED
+from components.converge.writes import SSHD as SSHD
+from components.converge.writes import UNIT_DIRS
+from components.converge.writes import FileChange as FileChange
+from components.converge.writes import check_files_script as check_files_script
+from components.converge.writes import clear_owed as clear_owed
+from components.converge.writes import config_test as config_test
+from components.converge.writes import file_changes as file_changes
+from components.converge.writes import reloads_owed as reloads_owed
+from components.converge.writes import write_files_script as write_files_script
 
 q = shlex.quote
-
-UNIT_DIRS = ("/etc/systemd/", "/usr/lib/systemd/", "/lib/systemd/")
 # `systemctl is-enabled` words that mean "nothing to enable".
 ENABLED = ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient")
-
-
-# --------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class FileChange:
-    file: BundleFile
-    content: bool
-    """True: (re)write the content; False: only owner/group/mode differ."""
-
-
-def file_changes(
-    files: Iterable[BundleFile], states: Mapping[str, FileState | None]
-) -> list[FileChange]:
-    """Files whose content, mode or owner differs from the bundle (missing ones included)."""
-    changes = []
-    for f in files:
-        state = states.get(f.path)
-        if state is None or state.sha256 != hashlib.sha256(f.content).hexdigest():
-            changes.append(FileChange(f, content=True))
-        elif (state.mode, state.owner, state.group) != (f.mode, f.owner, f.group):
-            changes.append(FileChange(f, content=False))
-    return changes
-
-
-# --------------------------------------------------------------------------- reloads owed
-
-DAEMON_RELOAD, KEEPALIVED, SSHD = "daemon-reload", "keepalived", "sshd"
-
-
-def reloads_owed(paths: Iterable[str]) -> list[str]:
-    """The reloads (pending markers) that writing ``paths`` makes owed."""
-    paths = list(paths)
-    owed = []
-    if any(p.startswith(UNIT_DIRS) for p in paths):
-        owed.append(DAEMON_RELOAD)
-    if any(p in (PATHS.keepalived_conf, PATHS.notify_script) for p in paths):
-        owed.append(KEEPALIVED)
-    if any(PATHS.is_host_key(p) for p in paths):
-        owed.append(SSHD)
-    return owed
-
-
-def clear_owed(name: str) -> str:
-    """Done with a reload: its marker goes."""
-    return f"rm -f {q(f'{PATHS.pending_dir}/{name}')}"
-
-
-def write_files_script(changes: Sequence[FileChange]) -> str:
-    """A POSIX sh script (fed on stdin, so no content shows in ``ps``) applying ``changes``.
-
-    Before any file is replaced, a marker for each reload the change makes owed goes into
-    ``PATHS.pending_dir``; the converge removes it once the reload ran. A run that fails in
-    between leaves the marker, so the next run finishes the reload although every file
-    already matches (:func:`daemon_reload`, :func:`keepalived`, :func:`restart_sshd`).
-
-    Content goes to a ``mktemp`` file in the target directory (created 0600 under umask 077,
-    so a secret is never readable by others), gets its owner and mode, then is renamed over
-    the target: readers see the old file or the new one, never half of one.
-    """
-    lines = ["set -eu", "umask 077", "apply() {"]
-    owed = reloads_owed(ch.file.path for ch in changes if ch.content)
-    if owed:
-        markers = " ".join(q(f"{PATHS.pending_dir}/{name}") for name in owed)
-        lines += [f"mkdir -p {q(PATHS.pending_dir)}", f"touch {markers}"]
-    for n, ch in enumerate(changes):
-        f = ch.file
-        path, owner, mode = q(f.path), q(f"{f.owner}:{f.group}"), f"{f.mode:04o}"
-        if not ch.content:
-            lines += [f"chown {owner} {path}", f"chmod {mode} {path}"]
-            continue
-        parent = posixpath.dirname(f.path) or "/"
-        base = posixpath.basename(f.path)
-        tmp = f"t{n}"
-        lines += [
-            f"[ -d {q(parent)} ] || install -d -m 0755 -o root -g root {q(parent)}",
-            f"{tmp}=$(mktemp {q(f'{parent}/.{base}.XXXXXX')})",
-            f"base64 -d > \"${tmp}\" <<'REPO_CLUSTER_EOF'",
-            *_b64_lines(f.content),
-            "REPO_CLUSTER_EOF",
-            f'chown {owner} "${tmp}"',
-            f'chmod {mode} "${tmp}"',
-            f'mv -f "${tmp}" {path}',
-        ]
-    lines += ["}", "apply"]
-    return "\n".join(lines) + "\n"
-
-
-def _b64_lines(content: bytes) -> list[str]:
-    encoded = base64.b64encode(content).decode()
-    return [encoded[i : i + 76] for i in range(0, len(encoded), 76)] or [""]
 
 
 # --------------------------------------------------------------------------- sysctl
@@ -249,7 +164,9 @@ def keepalived(
     family: str, changed: Iterable[str], active: str, owed: Iterable[str] = ()
 ) -> list[str]:
     """Validate then reload on a config/notify change (or one an earlier run wrote and did not
-    reload: ``owed``); start when not running.
+    reload: ``owed``); start when not running. A keepalived.conf this converge writes was
+    checked before it was installed (:func:`write_files_script`); the check here guards the
+    reload of a file installed before (an older converge, or by hand).
 
     A running keepalived is reloaded (SIGHUP re-reads the config and keeps the VRRP state),
     never restarted: a restart of the MASTER's keepalived gives the VIP and the volume away,

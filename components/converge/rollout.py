@@ -122,14 +122,24 @@ def look(s: Settings, access: Access, names: Sequence[str]) -> list[View]:
 
 
 def _install_conf(c: Connection, conf: BundleFile, family: str, start: bool) -> list[str]:
-    """Write keepalived.conf, validate it, reload (or start) keepalived; the commands run."""
-    script = operations.write_files_script([operations.FileChange(conf, True)])
+    """Write keepalived.conf (checked before it replaces the installed one, el7 aside: see
+    components.converge.writes), reload (or start) keepalived; the commands run."""
+    script = operations.write_files_script([operations.FileChange(conf, True)], family)
     feed(c, "vrrp", "sh -s", script.encode(), 120)
     commands = operations.keepalived(family, [conf.path], "inactive" if start else "active")
     for command in commands:
         run(c, "vrrp", command)
     run(c, "vrrp", operations.clear_owed(operations.KEEPALIVED))
     return [f"write {conf.path}", *commands]
+
+
+def _check_conf(c: Connection, conf: BundleFile, family: str) -> None:
+    """``keepalived -t`` of the node's new keepalived.conf on the node, installing nothing: a
+    config a node rejects must stop the change before its peers are stopped (the write checks
+    it again). el7's keepalived has no -t: nothing to run there."""
+    script = operations.check_files_script([conf], family)
+    if script is not None:
+        feed(c, "vrrp (config test)", "sh -s", script.encode(), 120)
 
 
 def apply(
@@ -166,6 +176,9 @@ def apply(
         return sshconn.connect(access.target(name, str(s.node(name).ip), strict=True))
 
     try:
+        for name in (p.keeper, *p.stopped):  # before anything changes: see _check_conf
+            with connect(name) as c:
+                _check_conf(c, confs[name], s.os_family)
         for name in p.stopped:
             with connect(name) as c:
                 run(c, "vrrp", f"systemctl stop {PATHS.keepalived_unit}")

@@ -1,4 +1,5 @@
-"""DNS for the cluster VIP: RFC 2136 dynamic updates signed with TSIG (record), and a throwaway
+"""DNS for the cluster VIP: RFC 2136 dynamic updates signed with TSIG (record; its target, reads
+and transport in lookup; the stack's record and its moves in stack), and a throwaway
 BIND named for the embedded lab and the tests (server)."""
 
 from components.dns.record import (

@@ -7,82 +7,31 @@ that the name still holds what this stack last saw. So a record somebody made by
 overwritten: `ensure` refuses unless the addresses there are ones this stack created (`owned`)
 or the operator said to take it over (`adopt`, the stack's dnsAdopt).
 
-Queries go straight to the target server and port (never the system resolver, whose caches and
-search lists would answer for some other server). Updates go over TCP, reads over UDP with a
-TCP fallback. Every failure is a DnsError naming server:port, zone and what happened; the TSIG
-secret is never part of a message, a log line or a repr, and dnspython's exceptions are raised
-`from None` so a traceback cannot show the keyring either.
+An update goes only to a zone the server answers the name from (:func:`lookup.zone_of`): a
+record written to a zone that a more specific one on the same server hides would never be seen.
+The transport, the target and the reads are in :mod:`components.dns.lookup`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
-import dns.exception
-import dns.flags
-import dns.message
 import dns.name
-import dns.query
 import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
 import dns.reversename
-import dns.tsig
 import dns.tsigkeyring
 import dns.update
 
+from components.dns import lookup
+from components.dns.lookup import DnsError, DnsTarget, Norm
+
+__all__ = ["DnsError", "DnsTarget"]
+
 log = logging.getLogger(__name__)
-
-_PEER_ERRORS = {
-    dns.tsig.PeerBadKey: "BADKEY",
-    dns.tsig.PeerBadSignature: "BADSIG",
-    dns.tsig.PeerBadTime: "BADTIME",
-}
-
-Norm = Callable[[str], str]
-
-
-@dataclass(frozen=True)
-class DnsTarget:
-    """Where and how to update: a zone on one server. key_name None sends unsigned updates."""
-
-    server: str
-    port: int
-    zone: str
-    key_name: str | None = None
-    algorithm: str = "hmac-sha256"
-    secret: str | None = field(default=None, repr=False)
-    timeout: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.key_name is not None and not self.secret:
-            raise ValueError(f"{self.where()}: TSIG key {self.key_name} has no secret")
-
-    def where(self) -> str:
-        return f"{self.server}:{self.port} zone {self.origin.to_text(omit_final_dot=True)}"
-
-    @property
-    def origin(self) -> dns.name.Name:
-        return dns.name.from_text(self.zone)
-
-
-class DnsError(Exception):
-    """A DNS read or update failed; the message says where and why (never the secret)."""
-
-    def __init__(self, target: DnsTarget, what: str) -> None:
-        super().__init__(f"{target.where()}: {what}")
-
-
-def _a(value: str) -> str:
-    return str(ipaddress.IPv4Address(value))
-
-
-def _fqdn(value: str) -> str:
-    return dns.name.from_text(value).canonicalize().to_text()
+_a, _fqdn = lookup.a_value, lookup.fqdn_value
+Identity = tuple[str, int, str, str, str, str]
+"""A record as its server holds it: (server address, port, zone, owner name, type, value)."""
 
 
 def _name(target: DnsTarget, name: str) -> dns.name.Name:
@@ -93,59 +42,9 @@ def _name(target: DnsTarget, name: str) -> dns.name.Name:
     return fqdn
 
 
-def _address(target: DnsTarget) -> str:
-    """dnspython wants an IP literal; a host name is looked up once, for the server only."""
-    try:
-        return str(ipaddress.ip_address(target.server))
-    except ValueError:
-        try:
-            return socket.getaddrinfo(target.server, target.port, type=socket.SOCK_STREAM)[0][4][0]
-        except OSError as e:
-            raise DnsError(target, f"cannot resolve server name: {e.strerror}") from None
-
-
-def _exchange(target: DnsTarget, msg: dns.message.Message, what: str) -> dns.message.Message:
-    """One request/response; every transport or TSIG failure becomes a DnsError."""
-    where = _address(target)
-    try:
-        if isinstance(msg, dns.update.UpdateMessage):
-            return dns.query.tcp(msg, where, timeout=target.timeout, port=target.port)
-        return dns.query.udp_with_fallback(msg, where, timeout=target.timeout, port=target.port)[0]
-    except dns.exception.Timeout:
-        why = f"no answer within {target.timeout:g} s (timeout) to {what}"
-    except dns.tsig.PeerError as e:
-        why = f"TSIG key rejected ({_PEER_ERRORS.get(type(e), 'BADTRUNC')}) for {what}: " + (
-            "the clocks of this host and the server differ"
-            if isinstance(e, dns.tsig.PeerBadTime)
-            else f"check key {target.key_name}, its algorithm and its secret"
-        )
-    except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.message.UnknownTSIGKey):
-        why = f"TSIG key rejected: the answer to {what} is not signed with key {target.key_name}"
-    except ConnectionRefusedError:
-        why = f"connection refused (nothing listens on that port) for {what}"
-    except OSError as e:
-        why = f"network error for {what}: {e.strerror or type(e).__name__}"
-    except dns.query.BadResponse:
-        why = f"the answer to {what} does not match the question"
-    except dns.exception.DNSException as e:
-        why = f"bad answer to {what}: {type(e).__name__}"
-    raise DnsError(target, why) from None
-
-
-def _read(target: DnsTarget, name: dns.name.Name, rdtype: str, norm: Norm) -> tuple[str, ...]:
-    what = f"the {rdtype} query for {name}"
-    response = _exchange(target, dns.message.make_query(name, rdtype), what)
-    rcode = response.rcode()
-    if rcode == dns.rcode.REFUSED:
-        raise DnsError(target, f"REFUSED {what}: the server is not authoritative for the zone")
-    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        raise DnsError(target, f"{dns.rcode.to_text(rcode)} for {what}")
-    if not response.flags & dns.flags.AA:
-        raise DnsError(target, f"NOTAUTH: the server is not authoritative for {what}")
-    rrset = response.get_rrset(
-        response.answer, name, dns.rdataclass.IN, dns.rdatatype.from_text(rdtype)
-    )
-    return tuple(sorted(norm(r.to_text()) for r in rrset)) if rrset else ()
+def _answering_zone(target: DnsTarget, name: dns.name.Name) -> dns.name.Name:
+    """The zone the server answers ``name`` from (the target's own when it does not say)."""
+    return lookup.zone_of(target, name) or target.origin
 
 
 def _update(target: DnsTarget) -> dns.update.UpdateMessage:
@@ -158,7 +57,7 @@ def _update(target: DnsTarget) -> dns.update.UpdateMessage:
 
 def _send(target: DnsTarget, msg: dns.update.UpdateMessage, what: str, race: str) -> None:
     """Send an update; `race` explains a failed prerequisite (somebody changed the name)."""
-    rcode = _exchange(target, msg, what).rcode()
+    rcode = lookup.exchange(target, msg, what).rcode()
     name = dns.rcode.to_text(rcode)
     if rcode == dns.rcode.NOERROR:
         return
@@ -186,7 +85,15 @@ def _ensure(
     norm: Norm,
 ) -> str:
     value = norm(value)
-    current = _read(target, name, rdtype, norm)
+    current = lookup.read_values(target, name, rdtype, norm)
+    zone = _answering_zone(target, name)
+    if zone != target.origin:
+        here, there = (z.to_text(omit_final_dot=True) for z in (target.origin, zone))
+        raise DnsError(
+            target,
+            f"the server answers {name} from zone {there}, not from zone {here}: a {rdtype} "
+            f"record written to {here} would never be seen (use zone {there})",
+        )
     if current == (value,):
         return "unchanged"
     what = f"the update of {rdtype} {name} -> {value}"
@@ -216,7 +123,9 @@ def _ensure(
 
 def _delete(target: DnsTarget, name: dns.name.Name, rdtype: str, value: str, norm: Norm) -> bool:
     value = norm(value)
-    current = _read(target, name, rdtype, norm)
+    if _answering_zone(target, name) != target.origin:
+        return _delete_hidden(target, name, rdtype, value)
+    current = lookup.read_values(target, name, rdtype, norm)
     if value not in current:
         return False
     msg = _update(target)
@@ -228,9 +137,26 @@ def _delete(target: DnsTarget, name: dns.name.Name, rdtype: str, value: str, nor
     return True
 
 
+def _delete_hidden(target: DnsTarget, name: dns.name.Name, rdtype: str, value: str) -> bool:
+    """Remove a record that a more specific zone hides (made before the server served that
+    zone): no query shows it, so the removal goes unconditionally (removing one absent record
+    is a no-op) and the zone's serial tells whether anything went. A zone the server no
+    longer serves holds nothing to remove."""
+    before = lookup.serial(target)
+    if before is None:
+        return False
+    msg = _update(target)
+    msg.delete(name, rdtype, value)
+    _send(target, msg, f"the removal of {rdtype} {name} -> {value}", "")
+    if lookup.serial(target) == before:
+        return False
+    log.info("%s: removed hidden %s %s -> %s", target.where(), rdtype, name, value)
+    return True
+
+
 def read(target: DnsTarget, name: str) -> tuple[str, ...]:
     """The A addresses of `name` (relative to the zone, or absolute), sorted; () if none."""
-    return _read(target, _name(target, name), "A", _a)
+    return lookup.read_values(target, _name(target, name), "A", _a)
 
 
 def ensure(
@@ -260,7 +186,7 @@ def _ptr_name(target: DnsTarget, address: str) -> dns.name.Name:
 
 def read_ptr(target: DnsTarget, address: str) -> tuple[str, ...]:
     """The names (absolute, lower case) the PTR records of `address` point to."""
-    return _read(target, _ptr_name(target, address), "PTR", _fqdn)
+    return lookup.read_values(target, _ptr_name(target, address), "PTR", _fqdn)
 
 
 def ensure_ptr(
@@ -281,3 +207,16 @@ def ensure_ptr(
 def delete_ptr(target: DnsTarget, address: str, fqdn: str) -> bool:
     """Remove the PTR record `address` -> `fqdn` only; False if it is not there."""
     return _delete(target, _ptr_name(target, address), "PTR", fqdn, _fqdn)
+
+
+def identity(target: DnsTarget, rdtype: str, owner: str, value: str) -> Identity:
+    """What tells one record from another: the address and port its updates go to (a server's
+    name and its address are one server), the zone, the owner name, the type and the value,
+    each normalised. ``owner``: the name (A, as for :func:`ensure`) or the address (PTR)."""
+    if rdtype == "A":
+        name, norm = _name(target, owner), _a
+    else:
+        name, norm = _ptr_name(target, owner), _fqdn
+    zone = target.origin.canonicalize().to_text()
+    where = (lookup.server_address(target), target.port, zone)
+    return (*where, name.canonicalize().to_text(), rdtype, norm(value))

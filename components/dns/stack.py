@@ -6,6 +6,8 @@ The record is ``<dnsRecord>.<dnsZone>`` -> the VIP, optionally with the VIP's PT
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from components.config import Settings
@@ -69,14 +71,82 @@ def ensure_record(
     return done
 
 
+@dataclass(frozen=True)
+class Held:
+    """One record a StackRecord keeps: its log line, what identifies it on its server, and how
+    to remove it from there."""
+
+    line: str
+    key: record.Identity
+    remove: Callable[[], bool]
+
+
+def held(rec: StackRecord) -> list[Held]:
+    """The A record, then the PTR (with a ``dnsPtrZone``)."""
+    t, ptr = rec.target, rec.ptr_target
+    out = [
+        Held(
+            f"A {rec.fqdn} -> {rec.address}",
+            record.identity(t, "A", rec.name, rec.address),
+            lambda: record.delete(t, rec.name, rec.address),
+        )
+    ]
+    if ptr is not None:
+        out.append(
+            Held(
+                f"PTR {rec.address} -> {rec.fqdn}",
+                record.identity(ptr, "PTR", rec.address, rec.fqdn),
+                lambda: record.delete_ptr(ptr, rec.address, rec.fqdn),
+            )
+        )
+    return out
+
+
 def remove_record(rec: StackRecord) -> list[str]:
     """Remove this stack's A (and PTR) record, nothing else of the name."""
-    done = []
-    if record.delete(rec.target, rec.name, rec.address):
-        done.append(f"A {rec.fqdn} -> {rec.address}: removed")
-    if rec.ptr_target is not None and record.delete_ptr(rec.ptr_target, rec.address, rec.fqdn):
-        done.append(f"PTR {rec.address} -> {rec.fqdn}: removed")
-    return done
+    return [f"{h.line}: removed" for h in held(rec) if h.remove()]
+
+
+def signed_as(rec: StackRecord, key: StackRecord) -> StackRecord:
+    """``rec``'s records, updated with ``key``'s TSIG key (name, algorithm, secret) and timeout."""
+
+    def swap(t: DnsTarget) -> DnsTarget:
+        k = key.target
+        return dataclasses.replace(
+            t, key_name=k.key_name, algorithm=k.algorithm, secret=k.secret, timeout=k.timeout
+        )
+
+    ptr = rec.ptr_target
+    return dataclasses.replace(
+        rec, target=swap(rec.target), ptr_target=None if ptr is None else swap(ptr)
+    )
+
+
+def stale(old: StackRecord, new: StackRecord) -> list[Held]:
+    """The records ``old`` holds and ``new`` does not keep: those whose server, port, zone,
+    name, type or value differ from every record of ``new``."""
+    keep = {h.key for h in held(new)}
+    return [h for h in held(old) if h.key not in keep]
+
+
+def move_record(old: StackRecord, new: StackRecord, log: Callable[[list[str]], None]) -> None:
+    """An update from ``old`` to ``new``: make the server hold ``new`` first, then remove what
+    only ``old`` held, each where it was (the old server, port and zone), and never a record
+    ``new`` keeps; ``log`` gets what was done, step by step. Every update is signed with
+    ``new``'s key, never ``old``'s: after a TSIG rotation the servers know only the new secret
+    (when the record leaves a server that rejects it, the error says so, and the new records
+    are in place already)."""
+    log(
+        ensure_record(
+            new, owned_addresses=(old.address,), owned_names=(old.fqdn.rstrip(".") + ".",)
+        )
+    )
+    gone = [h for h in stale(signed_as(old, new), new) if h.remove()]
+    log([f"{h.line}: removed" for h in gone])
+    if {h.key[:2] for h in gone} - {h.key[:2] for h in held(new)}:
+        # removed on "another" server: two addresses of one server look like two servers,
+        # so make sure what is kept is still there
+        log([line for line in ensure_record(new) if not line.endswith(": unchanged")])
 
 
 def check_record(rec: StackRecord) -> list[str]:

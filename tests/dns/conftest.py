@@ -113,6 +113,22 @@ class Named:
         response = dns.query.tcp(msg, "127.0.0.1", timeout=3, port=self.port)
         assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())
 
+    def holds(self, zone: str, name: str, rdtype: str, *values: str) -> bool:
+        """Whether ``zone`` itself holds exactly ``values`` (any values when none are given) as
+        ``name``'s ``rdtype`` records. Asked as an update with prerequisites only, which the
+        server checks against that zone's data, never another zone that answers the name's
+        queries (a more specific zone on the same server does)."""
+        msg = dns.update.UpdateMessage(
+            zone,
+            keyring=dns.tsigkeyring.from_text({KEY: self.secret}),
+            keyname=KEY,
+            keyalgorithm="hmac-sha256",
+        )
+        msg.present(name.rstrip(".") + ".", rdtype, *values)
+        rcode = dns.query.tcp(msg, "127.0.0.1", timeout=3, port=self.port).rcode()
+        assert rcode in (dns.rcode.NOERROR, dns.rcode.NXRRSET), dns.rcode.to_text(rcode)
+        return rcode == dns.rcode.NOERROR
+
 
 @pytest.fixture(scope="session")
 def named_tools() -> None:
@@ -125,15 +141,18 @@ def named_tools() -> None:
 
 @pytest.fixture
 def start_named(named_tools: None, tmp_path: Path) -> Iterator[Callable[..., Named]]:
-    """Starts nameds in this test's tmp dir; every one is stopped when the test ends."""
+    """Starts nameds in this test's tmp dir; every one is stopped when the test ends. ``secret``:
+    the TSIG key's (default: a fresh one); ``zones``: what it serves."""
     started: list[Path] = []
 
-    def start(name: str = "named") -> Named:
-        secret = server.new_tsig_secret()
+    def start(
+        name: str = "named", secret: str | None = None, zones: tuple[str, ...] = (ZONE, REVERSE)
+    ) -> Named:
+        secret = secret or server.new_tsig_secret()
         cfg = server.NamedConfig(
             workdir=tmp_path / name,
             port=free_port(),
-            zones=(ZONE, REVERSE),
+            zones=zones,
             key_name=KEY,
             secret=secret,
         )

@@ -229,7 +229,7 @@ def test_up_creates_exactly_the_two_vms(deployed) -> None:
         user_data, meta_data = vm.document("userdata"), vm.document("metadata")
         assert user_data.startswith("#cloud-config\n")
         assert yaml.safe_load(user_data)["hostname"] == node.name
-        assert f"\ninstance-id: {node.name}.{s.domain}\n" in meta_data
+        assert yaml.safe_load(meta_data)["instance-id"] == f"{node.name}.{s.domain}"
         assert (user_data, meta_data) == expected[node.name], node.name
         assert outputs["nodes"][node.name]["vm_uuid"] == vm.uuid
 

@@ -123,6 +123,24 @@ def test_parse_holds_vip_and_mounted():
     assert facts.parse_mounted("/dev/x /mnt/a\\040b xfs rw 0 0\n", "/mnt/a b", {"/dev/x"})
 
 
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("/mnt/a\\040b", "/mnt/a b"),
+        ("/mnt/a\\011b", "/mnt/a\tb"),
+        ("/mnt/a\\012b", "/mnt/a\nb"),
+        ("/mnt/a\\134b", "/mnt/a\\b"),
+        ("/mnt/\\134040\\040x", "/mnt/\\040 x"),  # an escaped backslash, then 040 as text
+    ],
+)
+def test_every_octal_escape_of_the_mount_table_is_decoded(field, path):
+    """The kernel escapes space, tab, newline and backslash in /proc/self/mounts (\\ooo)."""
+    assert facts.parse_mounted(f"/dev/x {field} xfs rw 0 0\n", path, {"/dev/x"})
+    assert not facts.parse_mounted(f"/dev/x {field} xfs rw 0 0\n", field, {"/dev/x"})
+    # the device field is escaped the same way
+    assert facts.parse_mounted(f"/dev/a\\040b {field} xfs rw 0 0\n", path, {"/dev/a b"})
+
+
 def test_a_bind_mount_on_the_mount_point_is_not_the_volume():
     """The lab binds a directory of / over the mount point: only the volume on top counts."""
     bind = "/dev/vda /mnt/veeamrepo ext4 rw 0 0\n"

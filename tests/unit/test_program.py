@@ -264,7 +264,7 @@ def test_no_dns_server_no_record(run_stack, stack_config) -> None:
 
 def test_dns_without_its_secret_stops_before_any_resource(run_stack, stack_config) -> None:
     run = run_stack(stack_config("sim", **{"repo-cluster:dnsTsigSecret": None}), stack="sim")
-    assert "repo-cluster:dnsTsigSecret: required when dnsServer" in str(run.error)
+    assert "repo-cluster:dnsTsigSecret: required when repo-cluster:dnsTsigKeyName" in str(run.error)
     assert run.mocks.registrations == [] or all(
         r.typ.startswith("pulumi:pulumi:Stack") for r in run.mocks.registrations
     )

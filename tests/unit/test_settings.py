@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dns.tsigkeyring
 import pytest
 import yaml
 
 from components import config as settings
+from components.dns.record import DnsTarget
 
 pytestmark = pytest.mark.unit
 
@@ -124,6 +126,58 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("dns-server", _set(f"{NS}:dnsServer", "dns server"), f"{NS}:dnsServer", "host name or IP"),
     ("dns-timeout", _set(f"{NS}:dnsTimeout", 0), f"{NS}:dnsTimeout", "out of range"),
     ("ptr-zone", _set(f"{NS}:dnsPtrZone", "skunkworks.local"), f"{NS}:dnsPtrZone", "in-addr.arpa"),
+    # the TSIG key name is a DNS name (dnspython, and named.conf, take nothing else)
+    (
+        "tsig-key-space",
+        _set(f"{NS}:dnsTsigKeyName", "repo update"),
+        f"{NS}:dnsTsigKeyName",
+        "DNS name",
+    ),
+    ("tsig-key-label", _set(f"{NS}:dnsTsigKeyName", "k" * 64), f"{NS}:dnsTsigKeyName", "1-63"),
+    (
+        "tsig-key-empty-label",
+        _set(f"{NS}:dnsTsigKeyName", "a..b"),
+        f"{NS}:dnsTsigKeyName",
+        "DNS name",
+    ),
+    ("tsig-key-quote", _set(f"{NS}:dnsTsigKeyName", 'k"1'), f"{NS}:dnsTsigKeyName", "DNS name"),
+    ("tsig-key-empty", _set(f"{NS}:dnsTsigKeyName", ""), f"{NS}:dnsTsigKeyName", "DNS name"),
+    (
+        "tsig-key-long",
+        _set(f"{NS}:dnsTsigKeyName", "k." * 127 + "k"),
+        f"{NS}:dnsTsigKeyName",
+        "253",
+    ),
+    # values YAML (cloud-init's PyYAML) would read as another type in the first-boot documents
+    ("node-name-no", _node(0, name="no"), f"{NS}:nodes", "YAML would read it as a boolean"),
+    ("node-name-on", _node(1, name="on"), f"{NS}:nodes", "[1].name 'on'"),
+    ("node-name-off", _node(0, name="off"), f"{NS}:nodes", "a boolean"),
+    ("node-name-yes", _node(0, name="yes"), f"{NS}:nodes", "a boolean"),
+    ("node-name-true", _node(0, name="true"), f"{NS}:nodes", "a boolean"),
+    ("node-name-null", _node(0, name="null"), f"{NS}:nodes", "YAML would read it as null"),
+    ("node-name-123", _node(0, name="123"), f"{NS}:nodes", "YAML would read it as a number"),
+    ("node-name-hex", _node(0, name="0x1f"), f"{NS}:nodes", "a number"),
+    ("node-name-date", _node(0, name="2024-01-01"), f"{NS}:nodes", "a date"),
+    ("iface-float", _set(f"{NS}:interface", "1.5"), f"{NS}:interface", "as a number"),
+    ("iface-bool", _set(f"{NS}:interface", "on"), f"{NS}:interface", "as a boolean"),
+    ("iface-null", _set(f"{NS}:interface", "null"), f"{NS}:interface", "as null"),
+    # the mount table escapes a backslash (\134): the mount point could not be read back
+    ("mount-backslash", _set(f"{NS}:mountPoint", "/mnt/a\\b"), f"{NS}:mountPoint", "backslash"),
+    (
+        "tsig-secret-without-key",
+        lambda c: (c.pop(f"{NS}:dnsTsigKeyName"), c.update({f"{NS}:dnsTsigSecret": "c2VjcmV0"})),
+        f"{NS}:dnsTsigKeyName",
+        f"required when {NS}:dnsTsigSecret is set",
+    ),
+    (
+        "tsig-encrypted-secret-without-key",
+        lambda c: (
+            c.pop(f"{NS}:dnsTsigKeyName"),
+            c.update({f"{NS}:dnsTsigSecret": {"secure": "v1:abc"}}),
+        ),
+        f"{NS}:dnsTsigKeyName",
+        "unsigned",
+    ),
     # mount points: normalised before the system check, inside system trees refused
     ("mount-2slash-etc", _set(f"{NS}:mountPoint", "//etc"), f"{NS}:mountPoint", "system"),
     (
@@ -188,10 +242,40 @@ def test_unsigned_dns_updates_need_no_key() -> None:
 def test_a_tsig_key_needs_its_secret_at_deploy_time() -> None:
     s = settings.load(lab_config() | {f"{NS}:cephKeyring": KEY})
     assert [p.split(":", 2)[1] for p in settings.deploy_problems(s)] == ["dnsTsigSecret"]
+    [problem] = settings.deploy_problems(s)
+    assert f"required when {NS}:dnsTsigKeyName is set" in problem
+    assert f"unset {NS}:dnsTsigKeyName" in problem  # the way to unsigned updates
     with_secret = settings.load(
         {**lab_config(), f"{NS}:cephKeyring": KEY, f"{NS}:dnsTsigSecret": "c2VjcmV0"}
     )
     assert settings.deploy_problems(with_secret) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["repo-cluster-update", "ddns_key.example.com.", "K1", "a" * 63 + ".b", "x." * 126]
+)
+def test_tsig_key_names_dnspython_takes_are_accepted(name: str) -> None:
+    s = settings.load(lab_config() | {f"{NS}:dnsTsigKeyName": name})
+    assert s.dns_tsig_key_name == name
+    DnsTarget("127.0.0.1", 53, "skunkworks.local", name, secret="c2VjcmV0")
+    dns.tsigkeyring.from_text({name: "c2VjcmV0"})  # what an update signs with
+
+
+def test_a_secret_set_without_its_key_name_names_both_keys() -> None:
+    config = lab_config() | {f"{NS}:dnsTsigSecret": {"secure": "v1:abc"}}
+    del config[f"{NS}:dnsTsigKeyName"]
+    with pytest.raises(settings.ConfigError) as exc:
+        settings.load(config)
+    [problem] = exc.value.problems
+    assert problem.startswith(f"{NS}:dnsTsigKeyName: ") and f"{NS}:dnsTsigSecret" in problem
+    assert "Windows DNS" in problem  # unsigned updates: leave both unset
+
+
+@pytest.mark.parametrize("name", ["repo1", "n0", "no1", "yes-2", "nullx", "a123", "e1"])
+def test_node_names_that_stay_strings_in_yaml_are_accepted(name: str) -> None:
+    config = lab_config()
+    config[f"{NS}:nodes"][0]["name"] = name
+    assert settings.load(config).nodes[0].name == name
 
 
 def test_lab_and_sim_stacks_are_valid() -> None:
