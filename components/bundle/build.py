@@ -50,11 +50,17 @@ class ReleaseTiming:
     stops waiting for it and the node leaves MASTER."""
 
     @property
+    def unmap_timeout(self) -> int:
+        """Seconds an unmap may take: past the OSD timeout, after which the kernel gives up
+        releasing the lock of a node cut off from Ceph and unmaps anyway."""
+        return self.osd_request_timeout + 20
+
+    @property
     def stop_timeout(self) -> int:
         # the lock wait; each umount try: fuser, umount, 1 s pause; the unmap (graceful, then
         # forced); then 30 s to spare
         tries = self.umount_tries * (self.umount_timeout + 3)
-        return self.lock_wait + tries + 2 * self.ceph_timeout + 30
+        return self.lock_wait + tries + 2 * self.unmap_timeout + 30
 
 
 RELEASE_TIMING = ReleaseTiming()

@@ -173,21 +173,21 @@ def test_systemd_accepts_keepalived_with_the_drop_in(vid, renders, systemd_root)
 
 
 def test_keepalived_drop_in_check_can_fail(renders, systemd_root) -> None:
-    """verify reads the drop-in: a typo, a notify script that cannot run, each is reported.
-    (A missing rbd unit is not an error: Wants= of a missing unit is legal, by design.)"""
+    """verify reads the drop-in: a typo, a notify script that cannot run, each is reported."""
     bundle = renders["lab-el7"].bundles["repo1"]
     name = PATHS.rbd_unit(renders["lab-el7"].settings.rbd_image)
     good = keepalived_files(bundle, name)
     dropin, mode = good[PATHS.keepalived_dropin]
-    typo = {**good, PATHS.keepalived_dropin: (dropin.replace(b"Wants=", b"Wnats="), mode)}
-    assert "Unknown key 'Wnats'" in verify_keepalived(systemd_root, typo)
+    typo = {**good, PATHS.keepalived_dropin: (dropin.replace(b"RestartSec=", b"RestratSec="), mode)}
+    assert "Unknown key 'RestratSec'" in verify_keepalived(systemd_root, typo)
     script, _ = good[PATHS.notify_script]
     not_executable = {**good, PATHS.notify_script: (script, 0o644)}
     assert "is not executable" in verify_keepalived(systemd_root, not_executable)
 
 
 def test_keepalived_drop_in_facts(renders) -> None:
-    """keepalived needs the mapped image, and releases the volume before it lets the VIP go."""
+    """keepalived releases the volume before it lets the VIP go; it needs no mapping to start
+    (only the MASTER maps, from its notify script)."""
     dropin = "/etc/systemd/system/keepalived.service.d/10-repo-cluster.conf"
     assert dropin == PATHS.keepalived_dropin
     for vid in ("lab-el7", "sim-debian"):
@@ -200,9 +200,6 @@ def test_keepalived_drop_in_facts(renders) -> None:
             assert text.startswith(f"# {PATHS.keepalived_dropin} on {bundle.node.name}\n")
             directives = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
             assert directives == [
-                "[Unit]",
-                f"Wants={rbd}",
-                f"After={rbd}",
                 "[Service]",
                 "ExecStop=",  # clears the packaged unit's list
                 f"ExecStop={PATHS.notify_script} INSTANCE {r.settings.vrrp_instance} STOP",
@@ -213,8 +210,8 @@ def test_keepalived_drop_in_facts(renders) -> None:
             ]
             conf = bundle.file("/etc/keepalived/keepalived.conf").content.decode()
             assert f"vrrp_instance {r.settings.vrrp_instance} {{" in conf.splitlines()
-            assert PATHS.keepalived_unit in bundle.services
-            assert bundle.services.index(rbd) < bundle.services.index(PATHS.keepalived_unit)
+            assert bundle.services == (PATHS.keepalived_unit,)
+            assert bundle.on_demand == (rbd,)
 
 
 def test_rbd_unit_article_facts(renders) -> None:
@@ -222,14 +219,21 @@ def test_rbd_unit_article_facts(renders) -> None:
     for bundle in r.bundles.values():
         unit = bundle.file("/etc/systemd/system/rbd-veeamrepo.service").content.decode()
         directives = [ln for ln in unit.splitlines() if ln and not ln.startswith("#")]
-        # the article's point: no automount; only the MASTER's notify script mounts
+        # the article's point: no automount; only the MASTER's notify script mounts. And no
+        # [Install]: nothing maps at boot, the notify script starts the unit on promotion
         commands = [ln.split("=", 1)[1] for ln in directives if ln.startswith("Exec")]
         assert len(commands) == 2 and not [c for c in commands if "mount" in c]
         assert not [ln for ln in directives if "Mount" in ln]
+        assert "[Install]" not in directives
         assert "Type=oneshot" in directives and "RemainAfterExit=yes" in directives
         assert "After=network-online.target" in directives
-        assert "ExecStart=/usr/bin/rbd map rbd/veeamrepo --id veeamrepo" in directives
-        assert "ExecStop=/usr/bin/rbd unmap -o force rbd/veeamrepo" in directives
+        timeout = RELEASE_TIMING.osd_request_timeout
+        map_line = (
+            f"ExecStart=/usr/bin/rbd map -o exclusive,noshare,osd_request_timeout={timeout} "
+            "rbd/veeamrepo --id veeamrepo"
+        )
+        assert map_line in directives
+        assert "ExecStop=-/usr/bin/rbd unmap -o force rbd/veeamrepo" in directives
         keyring = bundle.file("/etc/ceph/ceph.client.veeamrepo.keyring")
         assert keyring.secret and keyring.mode == 0o600
         assert keyring.content.startswith(b"[client.veeamrepo]\n\tkey = ")

@@ -286,6 +286,10 @@ case "${args[0]:-} ${args[1]:-}" in
         echo rbd >"$SYSFS/$n/pool"
         echo veeamrepo >"$SYSFS/$n/name"
         echo "198.18.50.161:0/$nonce" >"$SYSFS/$n/client_addr"
+        # the block device's numbers, as krbd shows them (here: the loop device's)
+        read -r major minor <<<"$(stat -L -c '%t %T' "$LOOP")"
+        echo "$((16#$major))" >"$SYSFS/$n/major"
+        echo "$((16#$minor))" >"$SYSFS/$n/minor"
         ln -s "$LOOP" "$DEVDIR/rbd$n"
         echo "/dev/rbd$n"
         ;;
@@ -1014,16 +1018,22 @@ def test_volume_check_fails_only_for_a_master_without_the_volume(
 ) -> None:
     bare = namespaces["bare"]
     promoting = notify.state_dir / "promoting"
-    assert notify.volume_check(bare) == 0  # no VIP here: not the MASTER, nothing to check
-    assert notify.volume_check() == 1  # the VIP, no volume: leave MASTER
     notify.state_dir.mkdir(exist_ok=True)
+    journal = notify.state_dir / "states"
+    assert notify.volume_check() == 0  # keepalived reported nothing: nothing to check
+    journal.write_text("MASTER 1\nBACKUP 2\n")
+    assert notify.volume_check() == 0  # not the MASTER: it holds no mapping
+    journal.write_text("BACKUP 2\nMASTER 3\n")
+    assert notify.volume_check() == 1  # the MASTER, no volume: leave MASTER
     promoting.write_text(f"{int(time.time()) + 60}\n")
     assert notify.volume_check() == 0  # a MASTER call at work: wait for it
     promoting.write_text(f"{int(time.time()) - 1}\n")
     assert notify.volume_check() == 1  # past its budget, and nothing mounted
     promoting.write_text("failed\n")
     assert notify.volume_check() == 1  # the MASTER call failed
-    assert notify.volume_check(bare) == 0  # without the VIP, nothing to check still
+    journal.write_text("MASTER 3\nFAULT 4\n")
+    assert notify.volume_check(bare) == 0  # no longer MASTER: nothing to check still
+    journal.write_text("FAULT 4\nMASTER 5\n")
     promoting.write_text("garbage\n")
     assert notify.volume_check() == 1
 
@@ -1042,6 +1052,8 @@ def test_volume_check_fails_only_for_a_master_without_the_volume(
     promoting.unlink()
 
     check(notify.call("STOP"))
+    assert notify.volume_check() == 0  # STOP: not the MASTER any more
+    journal.write_text("STOP 6\nMASTER 7\n")  # a MASTER without the volume
     assert notify.volume_check() == 1
     # the right file system mounted, but not through a mapping of the image
     subprocess.run(["mount", notify.volume.device, str(notify.mount_point)], check=True)
