@@ -1,7 +1,7 @@
 """`fab drill`: the HA scenarios on the embedded lab, each from a freshly converged cluster.
 
 Why a thin layer: the scenarios, the sampler, the writer and the invariants are stack-neutral
-(components/converge/drill.py); only the faults need the lab's namespaces
+(components/converge/drill.py); only the faults need the lab's VMs
 (components/lab/faults.py). This module joins the two behind :class:`LabTarget` and refuses
 every destructive scenario on a stack with an address outside 198.18.0.0/15.
 """
@@ -12,6 +12,7 @@ import dataclasses
 import fcntl
 import json as _json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -65,6 +66,9 @@ def lab_look(lab: Lab) -> Look:
     return look
 
 
+LOGIN = 15.0  # seconds an SSH login to an emulated lab node may take, under a drill's load
+
+
 @dataclass
 class LabTarget:
     """The drill's :class:`components.converge.drill.Target` on the embedded lab."""
@@ -79,7 +83,8 @@ class LabTarget:
         s = self.lab.settings
         self.bundles = dict(render_cluster(s, self.secrets, authorized_keys(s, PROJECT_ROOT)))
         key = str(s.ssh_key_path(PROJECT_ROOT))
-        self.ssh = VipSsh.make(str(s.vip.ip), s.ssh_user, key, self.secrets.public_host_keys)
+        keys = self.secrets.public_host_keys
+        self.ssh = VipSsh.make(str(s.vip.ip), s.ssh_user, key, keys, login=LOGIN)
         self.faults = LabFaults(self.lab)
         self._look = lab_look(self.lab)
 
@@ -95,8 +100,10 @@ class LabTarget:
     def advert_interval(self) -> float:
         return self.settings.advert_seconds
 
-    # the lab's VMs are emulated: an SSH login costs one ~1.5 s of CPU, a look ~0.3 s
-    pace = Pace(sample=1.0, probe=1.0, probe_cap=2, write=1.0, recovery=240.0)
+    # the lab's VMs are emulated: an SSH login costs one ~1.5 s of CPU, a look ~0.3 s: a look
+    # every 1.5 s and a probe every 2 s (only while a node serves: the drill gates them) leave
+    # the nodes most of their CPU for the failover itself; the writer's records share one login
+    pace = Pace(sample=1.5, probe=2.0, probe_cap=1, write=1.0, recovery=240.0)
 
     def access(self) -> Access:
         s = self.settings
@@ -113,11 +120,13 @@ class LabTarget:
         """A healthy cluster: the one a scenario left, when it is (every node running,
         one MASTER with the VIP and the volume, the others BACKUP with nothing), else every
         node reset and converged again (in priority order: repo1 MASTER)."""
-        statuses = self._look()
-        if not status.cluster_problems(statuses) and all(
-            self.lab.machine(n.name).running() for n in self.lab.nodes
-        ):
-            return None
+        deadline = time.monotonic() + self.pace.recovery / 2
+        while all(self.lab.machine(n.name).running() for n in self.lab.nodes):
+            if not status.cluster_problems(self._look()):
+                return None  # what the last scenario left (and tidied) is healthy
+            if time.monotonic() > deadline:
+                break
+            time.sleep(2)
         try:
             self.faults.reset()
         except LabError as e:
@@ -160,6 +169,13 @@ class LabTarget:
             return node_run(self.lab.stack, node, "cat /run/keepalivednotify/log").stdout
         except LabError as e:
             return str(e)
+
+    def tidy(self, faults: tuple[str, ...], node: str) -> None:
+        for fault in faults:
+            try:
+                self.faults.undo(fault, node)
+            except LabError as e:
+                self.say(f"drill: could not undo {fault} on {node} ({e}); the next scenario resets")
 
     def close(self) -> None:
         self.faults.foreign_unwatch()

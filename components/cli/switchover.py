@@ -46,7 +46,7 @@ def switchover(c: Context, stack: str = "", json: bool = False, watch: bool = Fa
     say(f"switchover: secrets from {loaded.source}")
     access = Access.for_stack(s, PROJECT_ROOT, secrets.public_host_keys, False)
     key = str(s.ssh_key_path(PROJECT_ROOT))
-    ssh = VipSsh.make(str(s.vip.ip), s.ssh_user, key, secrets.public_host_keys)
+    ssh = VipSsh.make(str(s.vip.ip), s.ssh_user, key, secrets.public_host_keys, login=10.0)
     outage = None
     try:
         if watch:

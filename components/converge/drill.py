@@ -91,6 +91,16 @@ def _recovery(
     return None if answer is None else max(since, answer.done) - ref
 
 
+def _serving(sampler: Sampler) -> Any:
+    """The VIP is worth probing: the latest sample shows a node holding it and the volume."""
+
+    def gate() -> bool:
+        samples = sampler.samples
+        return bool(samples) and any(n.holds_vip and n.mounted for n in samples[-1].nodes)
+
+    return gate
+
+
 def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     """Run one scenario on ``target``; never raises for a broken cluster: it reports it."""
     res = Result(scenario.key, scenario.title, known_break=scenario.known_break)
@@ -110,7 +120,7 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
         )
     pace = target.pace
     run_id = f"{scenario.key}-{uuid.uuid4().hex[:8]}"
-    writer = Writer(ssh, target.mount_point, run_id, pause=pace.write, max_seconds=600)
+    writer = Writer(ssh.shared(), target.mount_point, run_id, pause=pace.write, max_seconds=600)
     if err := writer.prepare():
         res.broken.append(Broken("I4", err))
         return res
@@ -120,8 +130,9 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     t0 = time.monotonic()
     holder_pid = mover_pid = None
     foreign = None
-    prober_args = {"period": pace.probe, "cap": pace.probe_cap}
-    with Sampler(look, t0, pace.sample) as sampler, VipProber(ssh, t0, **prober_args) as prober:
+    sampler = Sampler(look, t0, pace.sample)
+    prober = VipProber(ssh, t0, pace.probe, pace.probe_cap, gate=_serving(sampler))
+    with sampler, prober:
         time.sleep(0.6)
         ref = time.monotonic() - t0
         host: str | None = survivor
@@ -192,6 +203,7 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
             res.broken.append(Broken("I4", "the writer got no acknowledgement after recovery"))
         time.sleep(0.3)
     writer.stop()
+    writer.ssh.close()
     samples = list(sampler.samples)
     res.samples, res.worst_gap, res.acked = len(samples), sampler.worst_gap, len(writer.acked)
     res.fenced = sorted({n.name for x in samples for n in x.nodes if n.mounted and n.fenced})
@@ -225,6 +237,7 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     if sampler.worst_gap > 0.2:
         res.notes.append(f"a sample gap reached {sampler.worst_gap:.2f}s (target 0.2 s)")
     res.ok = not res.broken
+    target.tidy(scenario.faults, master)
     return res
 
 
@@ -237,6 +250,7 @@ class Timed:
     note: str
     survivor: str = "?"
     injected: float = 0.0
+    master: str = "?"
 
 
 def time_failover(target: Target, fault: str) -> Timed:
@@ -251,11 +265,9 @@ def time_failover(target: Target, fault: str) -> Timed:
     survivor = next((n.name for n in first.nodes if n.name != master), "?")
     t0 = time.monotonic()
     pace = target.pace
-    prober_args = {"period": pace.probe, "cap": pace.probe_cap}
-    with (
-        Sampler(look, t0, pace.sample) as sampler,
-        VipProber(target.ssh, t0, **prober_args) as prober,
-    ):
+    sampler = Sampler(look, t0, pace.sample)
+    prober = VipProber(target.ssh, t0, pace.probe, pace.probe_cap, gate=_serving(sampler))
+    with sampler, prober:
         time.sleep(0.3)
         ref = time.monotonic() - t0
         injected = time.time()
@@ -263,4 +275,4 @@ def time_failover(target: Target, fault: str) -> Timed:
         cond = inv.holds_all(survivor)
         _wait(sampler, cond, prober, survivor, ref, hold=0.5, timeout=pace.recovery)
         took = _recovery(sampler, prober, cond, survivor, ref)
-    return Timed(took, f"worst sample gap {sampler.worst_gap:.2f}s", survivor, injected)
+    return Timed(took, f"worst sample gap {sampler.worst_gap:.2f}s", survivor, injected, master)

@@ -11,6 +11,7 @@ checking against the stack's shared public keys only, as Veeam connects. How a n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -116,29 +117,39 @@ class VipSsh:
     user: str
     key_file: str
     known_hosts: Path
+    control: Path | None = None
+    """A ControlMaster socket (:meth:`shared`), or None: a login per command."""
+    login: float = 2.0
+    """Seconds a login may take (connect and banner); the other timeouts follow it. An
+    emulated lab node needs several."""
 
     @classmethod
-    def make(cls, vip: str, user: str, key_file: str, public_keys: Sequence[str]) -> VipSsh:
+    def make(
+        cls, vip: str, user: str, key_file: str, public_keys: Sequence[str], login: float = 2.0
+    ) -> VipSsh:
         """Writes a private known_hosts file: ``VIP <shared key>`` lines only."""
         fd, name = tempfile.mkstemp(prefix="repo-cluster-vip-", suffix=".known_hosts")
         with open(fd, "w", encoding="utf-8") as fh:
             fh.writelines(f"{vip} {k}\n" for k in public_keys)
-        return cls(vip, user, key_file, Path(name))
+        return cls(vip, user, key_file, Path(name), login=login)
 
-    def argv(self, command: str, connect_timeout: int = 2) -> list[str]:
+    def argv(self, command: str) -> list[str]:
         opts = {
             "IdentitiesOnly": "yes",
             "BatchMode": "yes",
             "StrictHostKeyChecking": "yes",
             "UserKnownHostsFile": str(self.known_hosts),
             "GlobalKnownHostsFile": "/dev/null",
-            "ConnectTimeout": str(connect_timeout),
+            "ConnectTimeout": str(round(self.login)),
             "ServerAliveInterval": "1",
             "ServerAliveCountMax": "2",
             "LogLevel": "ERROR",
             # the cheapest modern key exchange: probes must not starve the nodes' sshd checks
             "KexAlgorithms": "curve25519-sha256,curve25519-sha256@libssh.org",
         }
+        if self.control is not None:
+            opts |= {"ControlMaster": "auto", "ControlPath": str(self.control)}
+            opts["ControlPersist"] = "60"
         flat = [x for k, v in opts.items() for x in ("-o", f"{k}={v}")]
         return [
             "ssh",
@@ -150,6 +161,12 @@ class VipSsh:
             f"{self.user}@{self.vip}",
             command,
         ]
+
+    def shared(self) -> VipSsh:
+        """The same client over one connection its commands share (OpenSSH's ControlMaster):
+        a command costs the node a session, not a login. A failover kills the connection:
+        the next command logs in afresh, to whoever holds the VIP then."""
+        return dataclasses.replace(self, control=self.known_hosts.with_suffix(".ctl"))
 
     def run(
         self, command: str, timeout: float = 10, stdin: str | None = None
@@ -169,11 +186,21 @@ class VipSsh:
 
     def hostname(self) -> str | None:
         """Who answers on the VIP (strict host key), or None."""
-        r = self.run("hostname", timeout=6)
+        r = self.run("hostname", timeout=self.login + 4)
         return r.stdout.strip() or None if r.returncode == 0 else None
 
     def close(self) -> None:
-        self.known_hosts.unlink(missing_ok=True)
+        """A shared client ends its connection; the client it was made from (:meth:`make`)
+        removes its known_hosts file (both use it: close the shared one first)."""
+        if self.control is None:
+            self.known_hosts.unlink(missing_ok=True)
+        elif self.control.exists():
+            subprocess.run(
+                [*self.argv("true")[:-2], "-O", "exit", f"{self.user}@{self.vip}"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
 
 
 @dataclass(frozen=True)
@@ -195,6 +222,9 @@ class VipProber:
     period: float = 0.1
     cap: int = 4
     answers: list[Answer] = field(default_factory=list)
+    gate: Callable[[], bool] | None = None
+    """When set, a probe starts only while it says so (a drill: while a node holds the VIP
+    and the volume): on emulated nodes every login costs the node the failover needs."""
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -213,8 +243,9 @@ class VipProber:
         next_start = time.monotonic()
         while not self._stop.is_set() or flying:
             now = time.monotonic()
-            if not self._stop.is_set() and now >= next_start and len(flying) < self.cap:
-                argv = self.ssh.argv("hostname", connect_timeout=2)
+            wanted = self.gate is None or self.gate()
+            if not self._stop.is_set() and now >= next_start and len(flying) < self.cap and wanted:
+                argv = self.ssh.argv("hostname")
                 proc = subprocess.Popen(
                     argv,
                     stdout=subprocess.PIPE,
@@ -232,7 +263,7 @@ class VipProber:
                         Answer(started, done, out if proc.returncode == 0 else None)
                     )
                     flying.remove((started, proc))
-                elif time.monotonic() - self.t0 - started > 8:
+                elif time.monotonic() - self.t0 - started > self.ssh.login + 6:
                     proc.kill()
             time.sleep(0.01)
 

@@ -71,3 +71,7 @@ class Target(Protocol):
 
     def notify_log(self, node: str) -> str:
         """The node's notify script log."""
+
+    def tidy(self, faults: tuple[str, ...], node: str) -> None:
+        """Undo ``faults`` on ``node`` (its NIC up, sshd or keepalived back, its VM powered on
+        or resumed...), so the next scenario finds a healthy cluster without a reset."""

@@ -64,7 +64,7 @@ class Writer:
                 f"printf '%s\\n' {n} | dd of={path} oflag=append conv=notrunc,fsync "
                 f"status=none && echo ack {n}"
             )
-            r = self.ssh.run(command, timeout=8)
+            r = self.ssh.run(command, timeout=self.ssh.login + 6)
             if r.returncode == 0 and r.stdout.strip() == f"ack {n}":
                 self.acked.append(n)
             else:
@@ -87,7 +87,7 @@ class Writer:
 
     def missing(self) -> tuple[list[int], str | None]:
         """Acknowledged records that do not read back through the VIP (and a read error)."""
-        r = self.ssh.run(f"cat {shlex.quote(self.path)}", timeout=20)
+        r = self.ssh.run(f"cat {shlex.quote(self.path)}", timeout=self.ssh.login + 18)
         if r.returncode != 0:
             return list(self.acked), f"cannot read {self.path} through the VIP: {r.stderr.strip()}"
         seen = {int(x) for x in r.stdout.split() if x.isdigit()}

@@ -58,6 +58,7 @@ class Agent:
         self.owners: dict[str, str] = {}  # node name -> uuid of the VM its QEMU runs
         self.stopping = threading.Event()
         self._said: set[str] = set()
+        self._stack_mtime: float | None = None
 
     def say(self, message: str) -> None:
         self.log_file.write(f"{time.strftime('%H:%M:%S')} {message}\n")
@@ -97,7 +98,18 @@ class Agent:
 
     # ----------------------------------------------------------------------- reconcile
 
+    def _follow_the_stack(self) -> None:
+        """A node added to (or removed from) the stack file is one the agent runs (or
+        ignores) from its next look on, as a vCenter takes a new VM: the lab is not rebuilt."""
+        mtime = self.lab.stack_file.stat().st_mtime
+        if mtime != self._stack_mtime:
+            if self._stack_mtime is not None:
+                self.lab = load_lab(self.lab.stack)
+                self.say(f"stack file changed: nodes {', '.join(n.name for n in self.lab.nodes)}")
+            self._stack_mtime = mtime
+
     def reconcile(self) -> None:
+        self._follow_the_stack()
         views = self._ours()
         exited: set[str] = set()
         # machines whose VM is gone, powered off or replaced stop first (a replacement reuses

@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,7 @@ class Machine:
     # ----------------------------------------------------------------------- QMP
 
     def qmp(self, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
-        return asyncio.run(_execute(self.qmp_sock, command, arguments, timeout, negotiate=True))
+        return _run(_execute(self.qmp_sock, command, arguments, timeout, negotiate=True))
 
     def set_link(self, up: bool) -> None:
         """The NIC's link, as the guest sees its carrier (a cable plugged or pulled)."""
@@ -189,7 +190,7 @@ class Machine:
 
     def guest(self, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
         """One guest agent command (``guest-*``); raises LabError when the guest is not there."""
-        return asyncio.run(_execute(self.qga_sock, command, arguments, timeout, negotiate=False))
+        return _run(_execute(self.qga_sock, command, arguments, timeout, negotiate=False))
 
     def guest_ready(self) -> bool:
         with suppress(LabError):
@@ -238,6 +239,28 @@ def _zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+async def _guest_sync(client: QMPClient) -> None:
+    """The guest agent's resync: a former client's unread replies (a killed caller's) carry
+    the ids a fresh client numbers from again; ``guest-sync`` with a random value, until it
+    comes back, reads them away (QEMU's own qemu-ga-client does the same)."""
+    for _ in range(16):
+        token = secrets.randbelow(2**31)
+        if await client.execute("guest-sync", {"id": token}) == token:
+            return
+    raise LabError("the guest agent's replies never came back in step")
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``coro`` on a loop of its own: unlike asyncio.run, this leaves the thread's current
+    event loop alone (asyncio.run unsets it, and Pulumi's runtime, in the same process under
+    the tests, needs one)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
 async def _execute(
     sock: Path, command: str, arguments: dict[str, Any], timeout: float, *, negotiate: bool
 ) -> Any:
@@ -250,6 +273,8 @@ async def _execute(
     try:
         async with asyncio.timeout(timeout):
             await client.connect(str(sock))
+            if not negotiate:
+                await _guest_sync(client)
             return await client.execute(command, arguments or None)
     except TimeoutError:
         raise LabError(f"{sock}: no answer to {command} within {timeout:.0f}s") from None

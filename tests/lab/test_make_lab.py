@@ -223,7 +223,7 @@ def master_vm_powered_off(plan: Lab) -> None:
         if r["type"].endswith("HostKeys")
         for k in json.loads(r["outputs"]["keys"]["plaintext"])
     ]
-    ssh = VipSsh.make(str(plan.settings.vip.ip), "root", str(plan.key_file), keys)
+    ssh = VipSsh.make(str(plan.settings.vip.ip), "root", str(plan.key_file), keys, login=15.0)
     try:
         assert ssh.hostname() == "repo1"
     finally:
@@ -278,14 +278,7 @@ def test_make_lab_without_the_plugin(plan: Lab, clean: str, tmp_path: Path) -> N
     assert "secrets from the lab's own secrets" in first.stderr
     assert git_status() == clean
 
-    second = make("lab", {**env, **offline}, clear=True)
-    assert_cluster(second)
-    assert re.findall(r"^(repo\d): (.*)$", second.stdout, re.M) == [
-        ("repo1", "up to date"),
-        ("repo2", "up to date"),
-    ]
-    assert "dns: A repo-cluster.skunkworks.test -> 198.18.50.160: unchanged" in second.stdout
-
+    # (a second converge changing nothing is test_converge's; here, lab-down after the path)
     down = make("lab-down", {**env, **offline}, clear=True)
     assert down.returncode == 0, down.stdout + down.stderr
     assert_gone(plan, clean)

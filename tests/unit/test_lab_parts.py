@@ -3,6 +3,7 @@ kernel extraction, a VM's QEMU command line, and the drill's lab constants."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import lzma
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from components.converge import scenarios
 from components.lab import ceph_conf, guestrpc, image, load_lab
-from components.lab.qemu import Hardware
+from components.lab.qemu import Hardware, _run
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +106,16 @@ def test_the_long_stun_outlasts_the_lab_monitors_default_blocklist() -> None:
     assert scenarios.STUN_LONG > ceph_conf.LAB_BLOCKLIST_DEFAULT
     stunned = scenarios.BY_KEY["master-stunned-long"]
     assert stunned.outlast == scenarios.STUN_LONG and stunned.heal == "resume"
+
+
+def test_a_qmp_round_trip_leaves_the_threads_event_loop_alone() -> None:
+    """Pulumi's runtime (the unit tier's mocks, in the same process as the lab tier) needs the
+    main thread's event loop; asyncio.run would unset it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # stays the thread's loop: unsetting it is the bug looked for
+
+    async def answer() -> int:
+        return 42
+
+    assert _run(answer()) == 42
+    assert asyncio.get_event_loop() is loop
