@@ -1,16 +1,16 @@
 """Failover and switchover timing on the lab, beside the VRRP floor.
 
     .venv/bin/python bench/failover.py [N] [default|fast|both]   (root; N runs per case,
-                                                                   default 10, both profiles)
+                                                                   default 3, both profiles)
 
 Builds a fresh sim lab (`components.lab.lab_up`), then per run starts from a freshly converged
-healthy cluster (repo1 MASTER) and measures "fault injected -> the survivor holds the VIP, has
-the volume mounted and answers SSH on the VIP" (sampler every <= 200 ms, an ssh probe of the
-VIP every 100 ms) for: the MASTER's link down, keepalived SIGKILLed on the MASTER, split
-into phases by the survivor's notify log (VRRP takeover, Ceph fence, mount, first SSH answer
-on the VIP). Then N
-switchovers back and forth (`fab switchover`'s code) with the longest ssh outage on the VIP
-seen by a probe every 100 ms. The VRRP floor is 3 x advert_int + skew, skew = (256 -
+healthy cluster and measures "fault injected -> the survivor holds the VIP, has the volume
+mounted and answers SSH on the VIP" (at the lab target's pace: a look and an ssh probe of the
+VIP every second, the lab's VMs being emulated) for: the MASTER's link down, keepalived
+SIGKILLed on the MASTER, the MASTER's VM powered off (its QEMU killed), split into phases by
+the survivor's notify log (VRRP takeover, Ceph fence, krbd map, mount, first SSH answer on
+the VIP). Then N switchovers back and forth (`fab switchover`'s code) with the longest ssh
+outage on the VIP. The VRRP floor is 3 x advert_int + skew, skew = (256 -
 priority) / 256 x advert_int of the BACKUP. Prints median, p90, min, max; never asserts.
 Profiles: ``default`` is the stack's (the article's VRRP v2, advert_int 1 s); ``fast`` is VRRP
 v3 with 200 ms adverts and the second gratuitous-ARP burst after 1 s (vrrpVersion 3,
@@ -61,7 +61,8 @@ def figures(xs: list[float]) -> str:
 PHASES = (
     ("VRRP: fault -> MASTER notify call", "is MASTER"),
     ("fence: MASTER call -> fence done", "fence: done"),
-    ("mount: fence done -> mounted", "mounted "),
+    ("map: fence done -> mapped (krbd)", "mapped "),
+    ("mount: mapped -> mounted", "mounted "),
 )
 
 
@@ -99,9 +100,15 @@ def bench(plan: lab.Lab, profile: str, runs: int) -> None:
     floor = 3 * adv + (256 - backup) / 256 * adv
     table: dict[str, list[float]] = {}
     split: dict[str, list[list[float]]] = {}
-    for label, fault in (("link down", "nic_down"), ("keepalived SIGKILL", "kill_keepalived")):
+    cases = (
+        ("link down", "nic_down"),
+        ("keepalived SIGKILL", "kill_keepalived"),
+        ("VM powered off", "power_off"),
+    )
+    for label, fault in cases:
         for i in range(runs):
             t = drill.time_failover(target, fault)
+            target.tidy((fault,), t.master)
             parts = phases(plan.stack, t)
             shown = "" if parts is None else " = " + " + ".join(f"{x:.2f}" for x in parts)
             print(
@@ -117,7 +124,8 @@ def bench(plan: lab.Lab, profile: str, runs: int) -> None:
     moves: list[float] = []
     outages: list[float] = []
     for i in range(runs):
-        with VipProber(target.ssh, time.monotonic()) as prober:
+        pace = target.pace
+        with VipProber(target.ssh, time.monotonic(), pace.probe, pace.probe_cap) as prober:
             time.sleep(0.5)
             out = switchover(s, target.access(), say=quiet)
             time.sleep(1.0)
@@ -144,11 +152,12 @@ def bench(plan: lab.Lab, profile: str, runs: int) -> None:
         for k, name in enumerate(names):
             print(f"{'  ' + name:<44} {figures([p[k] for p in split.get(label, [])])}")
     print(f"{'switchover, start -> peer MASTER+VIP+mount':<44} {figures(moves)}")
-    print(f"{'switchover, ssh outage (probe every 100 ms)':<44} {figures(outages)}\n")
+    label = f"switchover, ssh outage (probe every {target.pace.probe:g} s)"
+    print(f"{label:<44} {figures(outages)}\n")
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     which = sys.argv[2] if len(sys.argv) > 2 else "both"
     profiles = list(PROFILES) if which == "both" else [which]
     lab.lab_down(STACK, say=quiet)
