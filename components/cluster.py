@@ -187,7 +187,7 @@ class RepoCluster(pulumi.ComponentResource):
                         trust_first_contact=s.trust_first_contact,
                         one_time_host_key=self.one_time_keys[n.name].public_key,
                         record=str(record_path(s, pulumi.get_stack(), args.root)),
-                        first_contact_secrets=s.is_test_net,
+                        first_contact_secrets=s.lab,
                     ),
                     # after the previous node's step: one after the other
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, rollout, *steps[-1:]]),

@@ -65,12 +65,12 @@ def _state_one_time_keys(stack: str, where: Path, env: Mapping[str, str] | None)
 
 
 def _lab_stack(stack: str) -> Settings | None:
-    """The settings of a lab stack (every address in 198.18.0.0/15), else None."""
+    """The settings of a lab stack (``lab: true``), else None."""
     try:
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (OSError, ConfigError):
         return None
-    return s if s.is_test_net else None
+    return s if s.lab else None
 
 
 def load_stack(

@@ -3,7 +3,7 @@
 Why a thin layer: the scenarios, the sampler, the writer and the invariants are stack-neutral
 (components/converge/drill.py); only the faults need the lab's VMs
 (components/lab/faults.py). This module joins the two behind :class:`LabTarget` and refuses
-every destructive scenario on a stack with an address outside 198.18.0.0/15.
+every destructive scenario on a stack that is not a lab stack (``lab: true``).
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def describe(r: drillmod.Result) -> list[str]:
 @task(
     positional=[],
     help={
-        "stack": "Stack name; destructive scenarios run only on a lab stack (198.18.0.0/15).",
+        "stack": "Stack name; destructive scenarios run only on a lab stack (repo-cluster:lab).",
         "scenario": "Run only this scenario (default: all): "
         + ", ".join(s.key for s in scenarios.SCENARIOS)
         + ".",
@@ -245,11 +245,10 @@ def drill(c: Context, stack: str = "", scenario: str = "", json: bool = False) -
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (OSError, ConfigError) as e:
         raise Exit(f"drill: {e}", code=2) from None
-    outside = s.outside_test_net()
-    if outside:
+    if not s.lab or s.outside_test_net():
         raise Exit(
             f"drill: refused: {', '.join(x.key for x in chosen)} are destructive and {stack} is "
-            f"not a lab stack ({', '.join(outside)} outside 198.18.0.0/15)",
+            "not a lab stack (repo-cluster:lab is not true)",
             code=2,
         )
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if json else print

@@ -26,7 +26,7 @@ from components.converge.ssh import Access
 
 
 def _ceph_argv(s: Settings, stack: str, conf: str, keyring: str, user: str) -> list[str]:
-    if not conf and s.is_test_net:
+    if not conf and s.lab:
         from components.lab import ceph as labceph
         from components.lab.plan import load_lab
 

@@ -102,6 +102,14 @@ KEYS: tuple[Key, ...] = (
         "DRS anti-affinity rule keeping the nodes on different hosts.",
     ),
     _k("preflight", bool, True, "Check vCenter with pyvmomi before creating anything."),
+    _k(
+        "lab",
+        bool,
+        False,
+        "This stack is an embedded lab's (make lab): a node may be trusted on first contact,"
+        " the placeholder Ceph keyring may deploy, the drill may break it. Every address must"
+        " be in 198.18.0.0/15.",
+    ),
     # --- VM size and OS
     _k("cpus", int, 2, "vCPUs per node."),
     _k("memoryMb", int, 2048, "Memory per node, MB."),
@@ -189,7 +197,7 @@ KEYS: tuple[Key, ...] = (
         str,
         None,
         "Key of client.<cephUser>, as ceph auth get-key prints it (secret; optional only"
-        " for a lab stack in 198.18.0.0/15).",
+        " for a lab stack, lab: true).",
         secret=True,
     ),
     _k("cephRepoUrl", str, None, "Ceph package repository, https (required on el7/el8/el9)."),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,19 @@ class Node:
         return f"{self.name}.{domain}"
 
 
+def outside_test_net(
+    nodes: Sequence[Node], vip: ipaddress.IPv4Interface, gateway: ipaddress.IPv4Address
+) -> list[str]:
+    """The addresses outside 198.18.0.0/15 (node IPs, the VIP's subnet, the gateway), each
+    named."""
+    outside = [f"node {n.name} ip {n.ip}" for n in nodes if n.ip not in TEST_NET]
+    if not vip.network.subnet_of(TEST_NET):
+        outside.append(f"vip {vip}")
+    if gateway not in TEST_NET:
+        outside.append(f"gateway {gateway}")
+    return outside
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the program, the renderer and Fabric need, validated."""
@@ -81,6 +95,7 @@ class Settings:
     annotation: str | None
     anti_affinity: bool
     preflight: bool
+    lab: bool
     # VM size and OS
     cpus: int
     memory_mb: int
@@ -136,20 +151,9 @@ class Settings:
         return self.vip.network
 
     def outside_test_net(self) -> list[str]:
-        """The stack's addresses outside 198.18.0.0/15 (node IPs, the VIP's subnet, the
-        gateway), each named: a lab stack has none."""
-        outside = [f"node {n.name} ip {n.ip}" for n in self.nodes if n.ip not in TEST_NET]
-        if not self.vip.network.subnet_of(TEST_NET):
-            outside.append(f"vip {self.vip}")
-        if self.gateway not in TEST_NET:
-            outside.append(f"gateway {self.gateway}")
-        return outside
-
-    @property
-    def is_test_net(self) -> bool:
-        """Every address in 198.18.0.0/15: a lab stack (the embedded lab's), which no real
-        cluster is."""
-        return not self.outside_test_net()
+        """The stack's addresses outside 198.18.0.0/15, each named: a lab stack has none (its
+        ``lab: true`` is refused otherwise)."""
+        return outside_test_net(self.nodes, self.vip, self.gateway)
 
     @property
     def keepalived_dialect(self) -> str:

@@ -16,7 +16,16 @@ from components.config.check import Check as _Check
 from components.config.check import full as _full
 from components.config.dnscheck import dns_values
 from components.config.keys import KEYS
-from components.config.model import AUTH_PASS, OS_FAMILIES, ConfigError, Node, Secret, Settings
+from components.config.model import (
+    AUTH_PASS,
+    OS_FAMILIES,
+    TEST_NET,
+    ConfigError,
+    Node,
+    Secret,
+    Settings,
+    outside_test_net,
+)
 from components.config.storage import (
     ceph_keyring,
     ceph_names,
@@ -216,6 +225,15 @@ def validate(v: dict[str, Any], problems: list[str]) -> Settings:
     )
     if vip is not None:
         _subnet(c, vip, nodes, gateway)
+    if v["lab"] is True and vip is not None and gateway is not None:
+        outside = outside_test_net(nodes, vip, gateway)
+        if outside:
+            c.bad(
+                "lab",
+                f"true, but {', '.join(outside)} outside {TEST_NET}: a lab stack lives on its "
+                "lab bridge only",
+            )
+    if vip is not None:
         zone = v["dnsPtrZone"]
         if isinstance(zone, str) and not vip.ip.reverse_pointer.endswith(f".{zone}"):
             c.bad("dnsPtrZone", f"{zone!r} does not hold the VIP's PTR {vip.ip.reverse_pointer}")
@@ -236,15 +254,15 @@ def validate(v: dict[str, Any], problems: list[str]) -> Settings:
 def deploy_problems(s: Settings) -> list[str]:
     """What ``pulumi up`` needs beyond a valid config: secrets that must be set (the engine
     hands them to the program decrypted, so here they are either there or missing) and what
-    the converge can do. A lab stack (every address in 198.18.0.0/15: the embedded lab, whose
-    nodes use no Ceph) may deploy the placeholder keyring."""
+    the converge can do. A lab stack (``lab: true``: the embedded lab, whose Ceph key the lab sets)
+    may deploy the placeholder keyring."""
     problems = []
-    if not s.ceph_keyring.available and not s.is_test_net:
+    if not s.ceph_keyring.available and not s.lab:
         problems.append(
             f"{_full('cephKeyring')}: required: without it the nodes get a placeholder keyring, "
             "in place of a working one (pulumi config set --secret repo-cluster:cephKeyring "
-            f'"$(ceph auth get-key client.{s.ceph_user})"); only a lab stack, every address '
-            "in 198.18.0.0/15, may go without"
+            f'"$(ceph auth get-key client.{s.ceph_user})"); only a lab stack '
+            f"({_full('lab')}: true) may go without"
         )
     if s.dns_server and s.dns_tsig_key_name and not s.dns_tsig_secret.available:
         key, secret = _full("dnsTsigKeyName"), _full("dnsTsigSecret")

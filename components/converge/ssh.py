@@ -95,7 +95,7 @@ class Access:
         one_time_keys: tuple[tuple[str, str], ...] = (),
     ) -> Access:
         """``stack``: keep its record of seen keys (:func:`trust.record_path`). Secrets go to
-        a host trusted on first contact only on a lab stack (198.18.0.0/15), whose nodes are
+        a host trusted on first contact only on a lab stack (``lab: true``), whose nodes are
         born with their own random keys; elsewhere only to a proven host."""
         return cls(
             s.ssh_user,
@@ -104,7 +104,7 @@ class Access:
             trust_first_contact,
             one_time_keys=one_time_keys,
             record=str(trust.record_path(s, stack, root)) if stack else None,
-            first_contact_secrets=s.is_test_net,
+            first_contact_secrets=s.lab,
         )
 
     def target(self, name: str, host: str, *, strict: bool = False) -> Target:

@@ -20,7 +20,7 @@ the secret files (see :mod:`components.converge.node`).
 
 The record (:class:`SeenNodes`) is one JSON file per stack on the operator's machine, node
 name -> ``{"fingerprint", "via"}``: ``<project>/.lab/<stack>/first-contact.json`` for a lab
-stack (every address in 198.18.0.0/15; removed with the lab), else
+stack (``lab: true``; removed with the lab), else
 ``$XDG_STATE_HOME/repo-cluster/<stack>/first-contact.json`` (``~/.local/state``). No secret
 is in it. Written whole (temp file + rename), under a lock shared by the converge threads.
 """
@@ -68,7 +68,7 @@ def secrets_refusal(how: Verified | None, fingerprint: str, first_contact_secret
 
 def record_path(s: Settings, stack: str, root: Path) -> Path:
     """Where ``stack``'s record lives (see the module doc)."""
-    if s.is_test_net:
+    if s.lab:
         return root / ".lab" / stack / RECORD_FILE
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "repo-cluster" / stack / RECORD_FILE

@@ -112,6 +112,11 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
     check_stack_name(stack)
     path = stack_file(stack, repo)
     s = load_stack_file(str(path))
+    if not s.lab:
+        raise LabError(
+            f"stack {stack!r} is not a lab stack: its Pulumi.{stack}.yaml does not set "
+            "repo-cluster:lab: true. Nothing was created."
+        )
     outside = s.outside_test_net()
     if outside:
         raise LabError(

@@ -32,12 +32,14 @@ def path(root: Path, stack: str) -> Path:
 
 
 def _require_lab(s: Settings, stack: str) -> None:
-    outside = s.outside_test_net()
-    if outside:
+    if not s.lab:
         raise LabSecretsError(
-            f"stack {stack} is not a lab stack ({'; '.join(outside)} outside {TEST_NET}): "
-            "its secrets come from its Pulumi state only"
+            f"stack {stack} is not a lab stack (repo-cluster:lab is not true): its secrets come "
+            "from its Pulumi state only"
         )
+    outside = s.outside_test_net()
+    if outside:  # lab: true is refused with these already; never make secrets for them
+        raise LabSecretsError(f"stack {stack}: {'; '.join(outside)} outside {TEST_NET}")
 
 
 def _doc(s: Settings, stack: str, root: Path) -> dict[str, Any]:

@@ -4,12 +4,12 @@ test behind it, and stack files that are not YAML mappings."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components import config as settings
 from components.config import Secret
@@ -36,16 +36,32 @@ def keys_of(problems: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- cephKeyring
 
 
-def test_the_test_net_is_every_address_in_198_18_0_0_15() -> None:
+def test_a_lab_stack_is_one_that_says_so() -> None:
+    """Addresses in 198.18.0.0/15 do not make a lab: a real network may use that range too."""
     sim = stack("sim")
-    assert sim.is_test_net and not stack("lab").is_test_net
-    outside = ipaddress.IPv4Address("10.2.50.162")
-    for change in (
-        {"vip": ipaddress.IPv4Interface("198.18.50.160/14")},  # its subnet reaches outside
-        {"gateway": ipaddress.IPv4Address("10.0.0.1")},
-        {"nodes": (sim.nodes[0], dataclasses.replace(sim.nodes[1], ip=outside))},
-    ):
-        assert not dataclasses.replace(sim, **change).is_test_net, change
+    assert sim.lab and not stack("lab").lab
+    assert sim.outside_test_net() == []
+    undeclared = dataclasses.replace(sim, lab=False)
+    assert keys_of(settings.deploy_problems(undeclared)) == [f"{NS}:cephKeyring"]
+
+
+def test_a_lab_stack_must_stay_in_198_18_0_0_15() -> None:
+    """Every address outside the range is named, under the key that declared the lab."""
+    doc = yaml.safe_load((ROOT / "Pulumi.sim.yaml").read_text())["config"]
+    doc[f"{NS}:nodes"][1]["ip"] = "10.2.50.162"
+    doc[f"{NS}:vip"] = "198.18.50.160/14"  # its subnet reaches outside
+    with pytest.raises(settings.ConfigError) as err:
+        settings.load(doc)
+    lab = [p for p in err.value.problems if p.startswith(f"{NS}:lab: ")]
+    assert len(lab) == 1, err.value.problems
+    assert "node repo2 ip 10.2.50.162" in lab[0] and "vip 198.18.50.160/14" in lab[0]
+    doc[f"{NS}:lab"] = False  # not a lab: the addresses are the operator's business
+    problems = []
+    try:
+        settings.load(doc)
+    except settings.ConfigError as e:
+        problems = e.problems
+    assert not [p for p in problems if p.startswith(f"{NS}:lab")], problems
 
 
 def test_a_real_stack_needs_its_ceph_keyring() -> None:

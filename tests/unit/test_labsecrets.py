@@ -14,11 +14,17 @@ from tests.kit import stack_settings
 pytestmark = pytest.mark.unit
 
 
-def test_refused_for_a_stack_outside_the_lab_range(tmp_path) -> None:
+def test_refused_for_a_stack_that_is_not_a_lab(tmp_path) -> None:
     (tmp_path / ".lab" / "lab").mkdir(parents=True)
-    with pytest.raises(labsecrets.LabSecretsError, match=r"10\.2\.50\.161.*Pulumi state only"):
+    with pytest.raises(labsecrets.LabSecretsError, match=r"repo-cluster:lab.*Pulumi state only"):
         labsecrets.load_or_create(stack_settings("lab"), "lab", tmp_path)
     assert not labsecrets.path(tmp_path, "lab").exists()
+    # in the lab's range, but not declared a lab: still no lab secrets
+    (tmp_path / ".lab" / "sim").mkdir(parents=True)
+    undeclared = dataclasses.replace(stack_settings("sim"), lab=False)
+    with pytest.raises(labsecrets.LabSecretsError, match=r"repo-cluster:lab"):
+        labsecrets.load_or_create(undeclared, "sim", tmp_path)
+    assert not labsecrets.path(tmp_path, "sim").exists()
 
 
 def test_needs_a_lab_that_is_up(tmp_path) -> None:
