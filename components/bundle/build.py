@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.bundle import cloudinit, packages, vrrp
+import components.bundle.cloudinit as cloudinit
+import components.bundle.packages as packages
+import components.bundle.vrrp as vrrp
 from components.bundle.model import Bundle, BundleFile
 from components.bundle.paths import PATHS
 from components.bundle.render import render

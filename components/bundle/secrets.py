@@ -17,7 +17,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from components.bundle import hostkeys
+import components.bundle.hostkeys as hostkeys
 from components.bundle.hostkeys import HostKey
 from components.config import AUTH_PASS, Settings
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
+import components.cli.stack_state as stack_state
 from components.bundle import Secrets
-from components.cli import stack_state
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.lab import deploy
 from components.lab import secrets as labsecrets

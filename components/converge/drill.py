@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.converge import invariants as inv
+import components.converge.invariants as inv
 from components.converge.invariants import Broken
 from components.converge.probe import Sample, Sampler, VipProber
 from components.converge.scenarios import RETURN_AFTER, Scenario

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import paramiko
 from fabric import Connection
 
+import components.converge.node as converge
+import components.converge.rollout as rollout
+import components.converge.ssh as sshconn
+import components.converge.status as status
 from components.bundle import PATHS, Bundle
 from components.bundle.build import RELEASE_TIMING
 from components.config import Node, Settings
-from components.converge import node as converge
-from components.converge import rollout, status
-from components.converge import ssh as sshconn
 from components.converge.ssh import Access
 
 Report = Callable[[str], None]

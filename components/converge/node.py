@@ -20,9 +20,10 @@ from typing import Protocol
 import paramiko
 from fabric import Connection
 
+import components.converge.facts as facts
+import components.converge.operations as operations
+import components.converge.ssh as sshconn
 from components.bundle import PATHS, Bundle, packages
-from components.converge import facts, operations
-from components.converge import ssh as sshconn
 from components.converge.result import NodeResult
 from components.converge.trust import Verified, secrets_refusal
 

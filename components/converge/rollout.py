@@ -27,10 +27,11 @@ from dataclasses import dataclass
 import paramiko
 from fabric import Connection
 
+import components.converge.operations as operations
+import components.converge.ssh as sshconn
+import components.converge.status as status
 from components.bundle import PATHS, BundleFile, vrrp
 from components.config import Settings
-from components.converge import operations, status
-from components.converge import ssh as sshconn
 from components.converge.node import StepError, feed, run
 from components.converge.ssh import Access
 

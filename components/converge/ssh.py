@@ -24,8 +24,8 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
+import components.converge.trust as trust
 from components.config import Settings
-from components.converge import trust
 from components.converge.trust import Verified
 
 # Failures reach the caller as exceptions naming the node; paramiko's transport thread would

@@ -24,9 +24,9 @@ from typing import Any
 
 from fabric import Connection
 
+import components.converge.facts as facts
 from components.bundle import PATHS
 from components.config import Settings
-from components.converge import facts
 
 STATE_JOURNAL = PATHS.notify_journal
 _SEP = "--repo-cluster--"

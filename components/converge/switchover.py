@@ -22,10 +22,11 @@ from typing import Any
 
 from fabric import Connection
 
+import components.converge.fleet as fleet
+import components.converge.ssh as sshconn
+import components.converge.status as status
 from components.bundle import PATHS
 from components.config import Settings
-from components.converge import fleet, status
-from components.converge import ssh as sshconn
 from components.converge.ssh import Access
 
 

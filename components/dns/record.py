@@ -23,7 +23,7 @@ import dns.reversename
 import dns.tsigkeyring
 import dns.update
 
-from components.dns import lookup
+import components.dns.lookup as lookup
 from components.dns.lookup import DnsError, DnsTarget, Norm
 
 __all__ = ["DnsError", "DnsTarget"]

@@ -10,8 +10,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import components.dns.record as record
 from components.config import Settings
-from components.dns import record
 from components.dns.record import DnsTarget
 
 

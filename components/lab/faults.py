@@ -20,8 +20,8 @@ import subprocess
 import threading
 import time
 
-from components.lab import ceph as labceph
-from components.lab import vcsim as labvcsim
+import components.lab.ceph as labceph
+import components.lab.vcsim as labvcsim
 from components.lab.net import LabError, run
 from components.lab.plan import Lab
 from components.lab.vmexec import node_run

@@ -33,10 +33,10 @@ from typing import Any
 
 from pyVmomi import vim
 
-from components.lab import guestrpc
-from components.lab import image as labimage
-from components.lab import inventory as inv
-from components.lab import net as labnet
+import components.lab.guestrpc as guestrpc
+import components.lab.image as labimage
+import components.lab.inventory as inv
+import components.lab.net as labnet
 from components.lab.inventory import VmView
 from components.lab.plan import APT_PORT, Lab, hostd_log, load_lab, stack_id
 from components.lab.qemu import Hardware

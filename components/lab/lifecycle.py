@@ -36,12 +36,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from components.lab import agentctl
-from components.lab import ceph as labceph
-from components.lab import dns as labdns
-from components.lab import image as labimage
-from components.lab import net as labnet
-from components.lab import vcsim as labvcsim
+import components.lab.agentctl as agentctl
+import components.lab.ceph as labceph
+import components.lab.dns as labdns
+import components.lab.image as labimage
+import components.lab.net as labnet
+import components.lab.vcsim as labvcsim
 from components.lab.net import LabError, run
 from components.lab.plan import REPO, Lab, hostd_log, load_lab, stack_id
 from components.lab.vms import make_node_vms

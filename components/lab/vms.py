@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import components.lab.secrets as labsecrets
+import components.lab.vcsim as labvcsim
 from components.bundle import authorized_keys, render_cluster
 from components.bundle.guestinfo import guestinfo
-from components.lab import secrets as labsecrets
-from components.lab import vcsim as labvcsim
 from components.lab.net import LabError
 from components.lab.plan import Lab, hostd_log, stack_id
 from components.lab.vmexec import node_exec

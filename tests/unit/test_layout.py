@@ -140,6 +140,41 @@ def test_no_import_circle() -> None:
     assert cycles(g) == []
 
 
+def own_package_imports(path: Path, module: str) -> list[str]:
+    """The statements by which ``module`` imports its own package (``from components.lab import
+    net`` in components/lab/plan.py): that runs the package's __init__, which imports its
+    submodules, so the module loads in the middle of its own package's loading: a circle
+    whatever the names. A sibling is imported by its full path (``import components.lab.net as
+    labnet``, ``from components.lab.net import LabError``)."""
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    if package == "components":
+        return []
+    return [
+        f"{module}:{node.lineno}: from {node.module} import ..."
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == package
+    ] + [
+        f"{module}:{node.lineno}: import {alias.name}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name == package and path.name != "__init__.py"
+    ]
+
+
+def test_no_module_imports_its_own_package() -> None:
+    found = [line for m, p in modules().items() for line in own_package_imports(p, m)]
+    assert not found, "\n".join(found)
+
+
+def test_the_own_package_check_can_fail(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.py"
+    plan.write_text("from components.lab import net\nimport components.lab.net as labnet\n")
+    assert own_package_imports(plan, "components.lab.plan") == [
+        "components.lab.plan:1: from components.lab import ..."
+    ]
+
+
 def test_the_circle_check_can_fail() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
