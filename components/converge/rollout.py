@@ -13,6 +13,11 @@ digest line of components/bundle/vrrp.py) and, when a running node's differ from
    3 adverts, no peer runs to contest it);
 3. writes each stopped node's new keepalived.conf and starts it: it joins as BACKUP.
 
+A node whose keepalived does not run (stopped, failed, waiting for its automatic restart, or
+its VM still booting) but whose keepalived.conf has other parameters would come back on them
+beside the others: before the keeper reloads, its keepalived is stopped (a pending restart is
+cancelled) and its new keepalived.conf written; the per-node converge that follows starts it.
+
 At no moment do two nodes with different parameters both run. A node that cannot be reached
 may run the old parameters: the change is refused, naming it, and nothing is touched.
 """
@@ -55,18 +60,24 @@ class View:
 
 @dataclass(frozen=True)
 class Plan:
-    keeper: str
+    keeper: str | None
+    """The node updated alone (None: no running node has other parameters)."""
     stopped: tuple[str, ...]
     """Running nodes stopped first and started again, updated, after the keeper."""
+    idle: tuple[str, ...] = ()
+    """Nodes not running whose keepalived.conf has other parameters: stopped (a pending
+    restart cancelled) and written before the keeper reloads, left for the converge to start."""
 
 
 def plan(views: Sequence[View], want: str, *, complete: bool = True) -> Plan | None:
-    """None when no running keepalived has parameters other than ``want``. ``views`` in
-    start order; ``complete``: they cover every node of the stack (not a ``--only`` run)."""
+    """None when no keepalived (running, or not running with our keepalived.conf) has
+    parameters other than ``want``. ``views`` in start order; ``complete``: they cover every
+    node of the stack (not a ``--only`` run)."""
     stale = [v.name for v in views if v.running and v.digest != want]
-    if not stale:
+    idle = [v.name for v in views if v.running is False and v.digest not in (None, want)]
+    if not stale and not idle:
         return None
-    what = f"the VRRP parameters of {', '.join(stale)} differ from the stack's"
+    what = f"the VRRP parameters of {', '.join(stale + idle)} differ from the stack's"
     unreachable = [v for v in views if v.running is None]
     if unreachable:
         seen = "; ".join(f"{v.name}: {v.error}" for v in unreachable)
@@ -78,10 +89,12 @@ def plan(views: Sequence[View], want: str, *, complete: bool = True) -> Plan | N
         )
     if not complete:
         raise RolloutError(f"{what}: a cluster-wide VRRP change converges every node, not a subset")
+    if not stale:  # the running nodes have the new parameters already: no one to stop
+        return Plan(None, (), tuple(idle))
     running = [v for v in views if v.running]
     masters = [v.name for v in running if v.state == "MASTER"]
     keeper = masters[0] if masters else running[0].name
-    return Plan(keeper, tuple(v.name for v in running if v.name != keeper))
+    return Plan(keeper, tuple(v.name for v in running if v.name != keeper), tuple(idle))
 
 
 def _look(s: Settings, c: Connection, name: str) -> View:
@@ -134,6 +147,17 @@ def _install_conf(c: Connection, conf: BundleFile, family: str, start: bool) -> 
     return [f"write {conf.path}", *commands]
 
 
+def _write_idle(c: Connection, conf: BundleFile, family: str) -> list[str]:
+    """Stop keepalived (cancelling a pending automatic restart), write keepalived.conf; no
+    reload owed: it reads the file when the converge starts it."""
+    stop = f"systemctl stop {PATHS.keepalived_unit}"
+    run(c, "vrrp", stop)
+    script = operations.write_files_script([operations.FileChange(conf, True)], family)
+    feed(c, "vrrp", "sh -s", script.encode(), 120)
+    run(c, "vrrp", operations.clear_owed(operations.KEEPALIVED))
+    return [stop, f"write {conf.path}"]
+
+
 def _check_conf(c: Connection, conf: BundleFile, family: str) -> None:
     """``keepalived -t`` of the node's new keepalived.conf on the node, installing nothing: a
     config a node rejects must stop the change before its peers are stopped (the write checks
@@ -170,20 +194,28 @@ def apply(
 
     report(
         f"vrrp: cluster-wide change of the VRRP parameters: {', '.join(p.stopped) or 'no peer'} "
-        f"stopped, {p.keeper} updated alone, then the others started"
+        f"stopped, {p.keeper or 'no running node'} updated alone, then the others started"
+        + (f"; {', '.join(p.idle)} (not running) written first" if p.idle else "")
     )
 
     def connect(name: str) -> Connection:
         return sshconn.connect(access.target(name, str(s.node(name).ip), strict=True))
 
     try:
-        for name in (p.keeper, *p.stopped):  # before anything changes: see _check_conf
+        keeper = (p.keeper,) if p.keeper else ()
+        for name in (*keeper, *p.stopped, *p.idle):  # before anything changes: see _check_conf
             with connect(name) as c:
                 _check_conf(c, confs[name], s.os_family)
+        for name in p.idle:
+            with connect(name) as c:
+                for action in _write_idle(c, confs[name], s.os_family):
+                    did(name, action)
         for name in p.stopped:
             with connect(name) as c:
                 run(c, "vrrp", f"systemctl stop {PATHS.keepalived_unit}")
             did(name, f"systemctl stop {PATHS.keepalived_unit}")
+        if p.keeper is None:
+            return actions
         with connect(p.keeper) as c:
             for action in _install_conf(c, confs[p.keeper], s.os_family, start=False):
                 did(p.keeper, action)

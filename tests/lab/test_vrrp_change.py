@@ -94,3 +94,27 @@ def test_auth_pass_and_advert_interval_change_without_a_split(sim_lab, secrets):
     again = converge(s, changed)
     assert again.ok and again.vrrp == (), again.as_dict()
     assert {n: r.steps for n, r in again.results.items()} == {"repo1": [], "repo2": []}
+
+
+def test_a_stopped_node_gets_the_change_before_the_master_reloads(sim_lab, secrets):
+    """repo2's keepalived is stopped (as it is while it waits for an automatic restart or its
+    VM boots): it would come back on the old parameters beside repo1. Its keepalived.conf is
+    written before repo1 reloads; the converge then starts it, and it joins as BACKUP."""
+    s = dataclasses.replace(sim_lab.settings, advert_interval=2)
+    third = dataclasses.replace(secrets, vrrp_auth_pass="Thrd0Pas")
+    in_node("repo2", "systemctl", "stop", "keepalived")
+    with Sampler(lab_look(sim_lab), time.monotonic(), period=1.0) as sampler:
+        outcome = converge(s, third)
+        wait_for_picture(sim_lab, HEALTHY, timeout=120)
+    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    assert list(outcome.vrrp) == [
+        "repo2: systemctl stop keepalived.service",
+        f"repo2: write {PATHS.keepalived_conf}",
+        f"repo1: write {PATHS.keepalived_conf}",
+        f"repo1: keepalived -t -f {PATHS.keepalived_conf}",
+        "repo1: systemctl reload keepalived.service",
+    ]
+    split = [x.brief() for x in sampler.samples if len(x.vip_holders()) > 1]
+    assert split == [] and sampler.samples, split[:5]
+    for n in ("repo1", "repo2"):
+        assert vrrp_lines(n) == ["advert_int 2", "auth_pass Thrd0Pas"], n

@@ -13,9 +13,31 @@ from tests.kit import stack_settings
 NEW, OLD = "n" * 16, "o" * 16
 
 
-def test_nothing_to_do_when_every_running_node_has_the_new_parameters():
+def test_nothing_to_do_when_every_node_has_the_new_parameters():
+    views = [View("repo1", True, "MASTER", NEW), View("repo2", False, "STOPPED", NEW)]
+    assert plan(views, NEW) is None
+    # a node without our keepalived.conf yet (a first converge): the converge writes it
+    views = [View("repo1", True, "MASTER", NEW), View("repo2", False, "STOPPED", None)]
+    assert plan(views, NEW) is None
+
+
+def test_a_stopped_node_with_the_old_parameters_is_written_before_anyone_reloads():
+    """Stopped, failed, waiting for its automatic restart or booting: it would come back on
+    the old parameters beside the others (both MASTER)."""
     views = [View("repo1", True, "MASTER", NEW), View("repo2", False, "STOPPED", OLD)]
-    assert plan(views, NEW) is None  # a stopped node gets its file before it starts
+    assert plan(views, NEW) == Plan(None, (), ("repo2",))
+    views = [
+        View("repo1", True, "MASTER", OLD),
+        View("repo2", False, "STOPPED", OLD),
+        View("repo3", True, "BACKUP", OLD),
+    ]
+    assert plan(views, NEW) == Plan("repo1", ("repo3",), ("repo2",))
+
+
+def test_a_stopped_node_with_the_old_parameters_and_an_unreachable_one_refuse():
+    views = [View("repo1", False, "STOPPED", OLD), View("repo2", None, error="timed out")]
+    with pytest.raises(RolloutError, match=r"repo1 differ.*repo2 cannot be reached"):
+        plan(views, NEW)
 
 
 def test_the_master_keeps_the_vip_and_every_other_running_node_is_stopped_first():
@@ -29,7 +51,7 @@ def test_the_master_keeps_the_vip_and_every_other_running_node_is_stopped_first(
 
 def test_without_a_master_the_first_running_node_in_start_order_keeps_on():
     views = [View("repo1", False, "STOPPED", OLD), View("repo2", True, "BACKUP", OLD)]
-    assert plan(views, NEW) == Plan("repo2", ())
+    assert plan(views, NEW) == Plan("repo2", (), ("repo1",))
 
 
 def test_an_unreachable_node_refuses_the_change_naming_it():
