@@ -1,7 +1,7 @@
 """The Jinja2 environment every node file is rendered with.
 
-Templates live where a reader looks for the file they become: node config files in
-``templates/``, node-side scripts in ``scripts/node/``, cloud-init documents in ``cloud-init/``.
+Everything a node gets is a template under ``node/``: its config files in ``node/files/``, the
+scripts that run on it in ``node/scripts/``, its first-boot documents in ``node/cloud-init/``.
 Every template sees ``paths`` (:data:`components.bundle.paths.PATHS`), so no template spells a
 node path of its own. StrictUndefined: a misspelt variable is an error, never an empty string.
 """
@@ -19,7 +19,7 @@ from components.bundle.paths import PATHS
 from components.config.model import PROJECT_ROOT as ROOT
 
 # relative to the project root; a copy of the project needs these beside components/
-TEMPLATE_FOLDERS = ("templates", "scripts/node", "cloud-init")
+TEMPLATE_FOLDERS = ("node/files", "node/scripts", "node/cloud-init")
 TEMPLATE_DIRS = tuple(ROOT / folder for folder in TEMPLATE_FOLDERS)
 
 

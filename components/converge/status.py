@@ -2,7 +2,7 @@
 
 VRRP state source: the journal keepalived's notify script keeps
 (``/run/keepalivednotify/states``, one ``STATE PID`` line per notify call, newest last; see
-scripts/node/keepalivednotify.sh.j2). keepalived calls the script on every transition, with the
+node/scripts/keepalivednotify.sh.j2). keepalived calls the script on every transition, with the
 same arguments on 1.3.5 (el7) and 2.x, so its newest line is keepalived's own latest state.
 It is read together with ``systemctl is-active keepalived``: keepalived 1.3.5 does not report
 STOP when it exits, so a stopped keepalived is ``STOPPED`` whatever the journal says.

@@ -199,3 +199,16 @@ def test_every_config_key_is_read() -> None:
         k.full for k in KEYS if f".{k.field}" not in code and f".{derived.get(k.field)}" not in code
     )
     assert unread == sorted(PENDING)
+
+
+def test_every_node_template_lives_under_node() -> None:
+    """One place for what a node gets (README "Layout"): node/files, node/scripts,
+    node/cloud-init; no template elsewhere in the project."""
+    assert all(d.parent == ROOT / "node" and d.is_dir() for d in TEMPLATE_DIRS), TEMPLATE_DIRS
+    skip = {".venv", ".lab", ".git", "out"}
+    stray = [
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("*.j2")
+        if not skip & set(p.relative_to(ROOT).parts) and p.parent not in TEMPLATE_DIRS
+    ]
+    assert stray == []
