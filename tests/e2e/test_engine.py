@@ -8,8 +8,12 @@ stack previews; without it, the engine stops at the plugin (README, Troubleshoot
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
+
+from tests.kit import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +116,28 @@ def test_missing_operator_key_fails_before_any_resource(project, tmp_path) -> No
     assert out.returncode != 0
     assert "repo-cluster:sshKeyFile: no public key in" in text, text
     assert [t for t in _resources(project) if t != "pulumi:pulumi:Stack"] == []
+
+
+def test_vsphere_plugin_script_finds_the_tools_cli_without_path(tools_bin, tmp_path) -> None:
+    """As the skip message tells a user to run it: from a shell whose PATH has no pulumi, with
+    an empty Pulumi home (nothing installed) and a tarball that is not there. It must get as
+    far as installing (the tools' CLI found) and fail naming the tarball, not the PATH."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(Path.home()),
+        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+        "REPO_CLUSTER_CACHE": str(tools_bin.parent.parent),
+        "REPO_CLUSTER_VSPHERE_PLUGIN_TARBALL": str(tmp_path / "absent.tar.gz"),
+        "REPO_CLUSTER_PLUGIN_DOWNLOAD": "0",
+    }
+    out = subprocess.run(
+        [str(ROOT / "scripts/vsphere-plugin")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode != 0, out.stdout
+    assert "no pulumi CLI" not in out.stderr, out.stderr
+    assert "absent.tar.gz" in out.stderr, out.stderr
