@@ -164,6 +164,8 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
         else:
             for fault in scenario.faults:
                 target.inject(fault, master)
+            if scenario.flow == "refuse":  # the image cannot be fenced from here on
+                ref = time.monotonic() - t0
         say(f"{scenario.key}: fault injected on {master} at t={ref:.2f}s")
         if scenario.flow == "refuse":
             # nobody may mount an image that cannot be fenced: watch a while, then heal it

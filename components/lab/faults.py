@@ -119,8 +119,8 @@ class LabFaults:
             vm_faults[fault]()
             return
         image_faults = {
-            "no_exclusive_lock": lambda: self._exclusive_lock(False),
-            "exclusive_lock": lambda: self._exclusive_lock(True),
+            "no_exclusive_lock": lambda: self._exclusive_lock(False, node),
+            "exclusive_lock": lambda: self._exclusive_lock(True, node),
         }
         if fault in image_faults:
             image_faults[fault]()
@@ -154,14 +154,15 @@ class LabFaults:
     def _image(self) -> str:
         return f"{self.lab.settings.rbd_pool}/{self.lab.settings.rbd_image}"
 
-    def _exclusive_lock(self, on: bool) -> None:
+    def _exclusive_lock(self, on: bool, master: str) -> None:
         """The image's exclusive-lock feature off (every node released it first: keepalived
-        stopped, which unmaps; then started again) or back on."""
+        stopped, which unmaps, the ``master`` last so that no BACKUP takes over meanwhile;
+        then started again) or back on."""
         rbd = labceph.admin(self.lab, "rbd")
         if on:
             run([*rbd, "feature", "enable", self._image(), "exclusive-lock"])
             return
-        for n in self.lab.nodes:
+        for n in sorted(self.lab.nodes, key=lambda n: n.name == master):
             self.sh(n.name, "systemctl stop keepalived", timeout=300)
         run([*rbd, "feature", "disable", self._image(), "exclusive-lock"])
         for n in self.lab.nodes:
@@ -174,7 +175,9 @@ class LabFaults:
         before = labceph.watchers(self.lab) or set()
         self._foreign = subprocess.Popen(
             [*labceph.admin(self.lab, "rbd"), "watch", self._image()],
-            stdin=subprocess.DEVNULL,
+            # `rbd watch` watches until a key is pressed: end of file on its input (DEVNULL)
+            # would end it at once, so it gets a pipe nobody writes to
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -191,6 +194,8 @@ class LabFaults:
 
     def foreign_unwatch(self) -> None:
         if self._foreign is not None:
+            if self._foreign.stdin is not None:
+                self._foreign.stdin.close()  # the key press it waits for
             self._foreign.terminate()
             try:
                 self._foreign.wait(timeout=10)

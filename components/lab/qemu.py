@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import secrets
 import signal
@@ -39,6 +40,10 @@ from qemu.qmp import QMPClient
 
 from components.lab.image import Image
 from components.lab.net import LabError, run
+
+# qemu.qmp logs every failed read of a stunned VM's socket as an ERROR (dozens a second); the
+# failure reaches the caller as a LabError, which says it once
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 QEMU = "qemu-system-x86_64"
 NIC_ID = "nic0"

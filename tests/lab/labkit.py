@@ -89,8 +89,9 @@ def xfs_clean(lab: Lab, tmp_path: Path) -> None:
 
 
 def qemu_processes() -> list[str]:
-    """QEMU processes of any lab on this machine (by their process name)."""
-    out = sh("pgrep", "-a", "qemu-system").stdout.splitlines()
+    """QEMU processes of any lab on this machine (by their command line: each VM's process
+    is named after its node, qemu-<node>)."""
+    out = sh("pgrep", "-af", "qemu-system").stdout.splitlines()
     return [line for line in out if "/run/repo-cluster/" in line]
 
 

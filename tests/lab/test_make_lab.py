@@ -24,16 +24,17 @@ from pathlib import Path
 import pytest
 
 from components.converge.probe import VipSsh
-from components.lab import Lab, deploy
+from components.lab import Lab, deploy, node_exec
 from components.lab import ceph as labceph
 from components.lab import vcsim as labvcsim
 from components.lab.faults import LabFaults
-from tests.lab.labkit import ROOT, cluster_picture, in_node, sh, wait_for, what_is_left
+from tests.lab.labkit import ROOT, STACK, cluster_picture, in_node, sh, wait_for, what_is_left
 
 pytestmark = pytest.mark.lab
 
 TOOLS = Path(os.environ.get("REPO_CLUSTER_CACHE") or Path.home() / ".cache/repo-cluster")
 NAME = "repo-cluster.skunkworks.test"
+OLD_DISK_MARK = "/root/repo-cluster-old-disk"
 
 
 def make(
@@ -188,7 +189,9 @@ def replace_repo1_vm(plan: Lab) -> None:
         for r in state["deployment"]["resources"]
         if r["urn"].endswith("::repo-cluster-repo1-vm")
     ]
-    old_disks = plan.vm_disks()
+    # the old VM's disk carries a mark (vcsim derives a clone's UUID from its name, so the
+    # new VM's disk has the old one's file name: only its content tells a fresh disk)
+    in_node("repo1", "touch", OLD_DISK_MARK)
     up = lab_pulumi("up", "--yes", "--skip-preview", "--json", "--replace", vm)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
     # --json on up: one engine event per line, in the order the engine ran the steps
@@ -201,7 +204,8 @@ def replace_repo1_vm(plan: Lab) -> None:
     assert deleted[:2] == ["repo-cluster-repo1-converge", "repo-cluster-repo1-vm"], steps
     log = (plan.dir / "hostd.log").read_text()
     assert "repo1: stopped QEMU (destroyed in vcsim" in log, log[-2000:]
-    assert len(set(plan.vm_disks()) - set(old_disks)) == 1  # the new VM's own disk
+    mark = node_exec(STACK, "repo1", ["test", "-e", OLD_DISK_MARK])
+    assert mark.returncode == 1, "the new repo1 booted from the old VM's disk"
     picture = cluster_picture(plan)
     assert picture == {"repo1": ("BACKUP", False, False), "repo2": ("MASTER", True, True)}, picture
 
