@@ -45,6 +45,11 @@ from components.vcenter.preflight import connect
 POLL = 1.0
 
 
+def _moid(ref: Any) -> str:
+    """A VM's managed object id in vcsim (``vm-42``)."""
+    return str(ref._moId)
+
+
 class Agent:
     """The reconcile loop, the guestinfo channels and the package server of one lab."""
 
@@ -56,6 +61,9 @@ class Agent:
         self.si: Any = None
         self._session = contextlib.ExitStack()
         self.owners: dict[str, str] = {}  # node name -> uuid of the VM its QEMU runs
+        # node name -> that VM's managed object id: vcsim derives a clone's UUID from its name,
+        # so a replaced VM has the old one's UUID; only its id tells it is another VM
+        self.refs: dict[str, str] = {}
         self.stopping = threading.Event()
         self._said: set[str] = set()
         self._stack_mtime: float | None = None
@@ -117,11 +125,15 @@ class Agent:
         for name, uuid in list(self.owners.items()):
             machine = self.lab.machine(name, uuid)
             view = views.get(uuid)
+            replaced = view is not None and _moid(view.ref) != self.refs.get(name)
+            if replaced:
+                view = None  # the VM this QEMU ran is gone: the view is its replacement
             if view is None or not view.powered_on:
                 if machine.power_off():
-                    why = "destroyed" if view is None else "powered off"
+                    why = "replaced" if replaced else "destroyed" if view is None else "powered off"
                     self.say(f"{name}: stopped QEMU ({why} in vcsim, uuid {uuid})")
                 del self.owners[name]
+                self.refs.pop(name, None)
                 if view is None:
                     machine.disk.unlink(missing_ok=True)
             elif not machine.running():
@@ -150,6 +162,7 @@ class Agent:
         labnet.ensure_tap(node.tap, self.lab.bridge)
         pid = machine.start(hw, self.image, node.tap, self.lab.apt_url)
         self.owners[view.name] = view.uuid
+        self.refs[view.name] = _moid(view.ref)
         (machine.run_dir / "uuid").write_text(view.uuid + "\n")
         self.say(
             f"{view.name}: powered on in vcsim: QEMU pid {pid}, {hw.cpus} vCPU, "
@@ -168,6 +181,7 @@ class Agent:
             machine = self.lab.machine(node.name, uuid)
             if machine.running() and uuid in views:
                 self.owners[node.name] = uuid
+                self.refs[node.name] = _moid(views[uuid].ref)
                 self.say(f"{node.name}: adopted running QEMU pid {machine.pid()}")
                 self._channel(node.name, uuid, views[uuid].ref)
 
@@ -182,7 +196,11 @@ class Agent:
             self.say(f"{name}: the guest set {key} ({len(value)} bytes)")
 
         def wanted() -> bool:
-            return not self.stopping.is_set() and self.owners.get(name) == uuid
+            return (
+                not self.stopping.is_set()
+                and self.owners.get(name) == uuid
+                and self.refs.get(name) == _moid(ref)
+            )
 
         sock = self.lab.machine(name, uuid).rpc_sock
         threading.Thread(
