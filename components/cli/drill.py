@@ -245,7 +245,7 @@ def drill(c: Context, stack: str = "", scenario: str = "", json: bool = False) -
         s = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (OSError, ConfigError) as e:
         raise Exit(f"drill: {e}", code=2) from None
-    if not s.lab or s.outside_test_net():
+    if not s.lab:  # lab: true outside 198.18.0.0/15 is a config error; load_lab checks again
         raise Exit(
             f"drill: refused: {', '.join(x.key for x in chosen)} are destructive and {stack} is "
             "not a lab stack (repo-cluster:lab is not true)",

@@ -60,10 +60,10 @@ class Agent:
         self.vc_lock = threading.Lock()
         self.si: Any = None
         self._session = contextlib.ExitStack()
-        self.owners: dict[str, str] = {}  # node name -> uuid of the VM its QEMU runs
-        # node name -> that VM's managed object id: vcsim derives a clone's UUID from its name,
-        # so a replaced VM has the old one's UUID; only its id tells it is another VM
-        self.refs: dict[str, str] = {}
+        # node name -> (uuid, managed object id) of the VM its QEMU runs: vcsim derives a
+        # clone's UUID from its name, so a replaced VM has the old one's UUID; only its id
+        # tells it is another VM
+        self.owners: dict[str, tuple[str, str]] = {}
         self.stopping = threading.Event()
         self._said: set[str] = set()
         self._stack_mtime: float | None = None
@@ -122,10 +122,10 @@ class Agent:
         exited: set[str] = set()
         # machines whose VM is gone, powered off or replaced stop first (a replacement reuses
         # the node's name, address and tap)
-        for name, uuid in list(self.owners.items()):
+        for name, (uuid, moid) in list(self.owners.items()):
             machine = self.lab.machine(name, uuid)
             view = views.get(uuid)
-            replaced = view is not None and _moid(view.ref) != self.refs.get(name)
+            replaced = view is not None and _moid(view.ref) != moid
             if replaced:
                 view = None  # the VM this QEMU ran is gone: the view is its replacement
             if view is None or not view.powered_on:
@@ -133,7 +133,6 @@ class Agent:
                     why = "replaced" if replaced else "destroyed" if view is None else "powered off"
                     self.say(f"{name}: stopped QEMU ({why} in vcsim, uuid {uuid})")
                 del self.owners[name]
-                self.refs.pop(name, None)
                 if view is None:
                     machine.disk.unlink(missing_ok=True)
             elif not machine.running():
@@ -145,7 +144,7 @@ class Agent:
             if not view.powered_on or view.uuid in exited:
                 continue
             if view.name in self.owners:
-                if self.owners[view.name] != view.uuid:
+                if self.owners[view.name][0] != view.uuid:
                     self._once(f"{view.name}: two powered-on VMs of that name; {view.uuid} waits")
                 continue
             self._start(view)
@@ -161,8 +160,7 @@ class Agent:
             hw = Hardware(hw.uuid, hw.cpus, hw.memory_mb, hw.disk_gb, node.mac)
         labnet.ensure_tap(node.tap, self.lab.bridge)
         pid = machine.start(hw, self.image, node.tap, self.lab.apt_url)
-        self.owners[view.name] = view.uuid
-        self.refs[view.name] = _moid(view.ref)
+        self.owners[view.name] = (view.uuid, _moid(view.ref))
         (machine.run_dir / "uuid").write_text(view.uuid + "\n")
         self.say(
             f"{view.name}: powered on in vcsim: QEMU pid {pid}, {hw.cpus} vCPU, "
@@ -180,8 +178,7 @@ class Agent:
                 continue
             machine = self.lab.machine(node.name, uuid)
             if machine.running() and uuid in views:
-                self.owners[node.name] = uuid
-                self.refs[node.name] = _moid(views[uuid].ref)
+                self.owners[node.name] = (uuid, _moid(views[uuid].ref))
                 self.say(f"{node.name}: adopted running QEMU pid {machine.pid()}")
                 self._channel(node.name, uuid, views[uuid].ref)
 
@@ -196,11 +193,7 @@ class Agent:
             self.say(f"{name}: the guest set {key} ({len(value)} bytes)")
 
         def wanted() -> bool:
-            return (
-                not self.stopping.is_set()
-                and self.owners.get(name) == uuid
-                and self.refs.get(name) == _moid(ref)
-            )
+            return not self.stopping.is_set() and self.owners.get(name) == (uuid, _moid(ref))
 
         sock = self.lab.machine(name, uuid).rpc_sock
         threading.Thread(

@@ -23,7 +23,7 @@ from components.bundle import PATHS, Secrets, authorized_keys, render_cluster
 from components.cli.drill import lab_look
 from components.config import Settings
 from components.converge import fleet
-from components.converge.probe import Sampler
+from components.converge.probe import Sample, Sampler
 from components.converge.ssh import Access
 from components.lab import Lab, node_exec
 from components.lab import secrets as labsecrets
@@ -38,6 +38,16 @@ def converge(s: Settings, secrets: Secrets) -> fleet.Outcome:
     bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
     access = Access.for_stack(s, ROOT, secrets.public_host_keys, False)
     return fleet.converge_stack(s, bundles, access, report=print)
+
+
+def converge_watched(lab: Lab, s: Settings, secrets: Secrets) -> tuple[fleet.Outcome, list[Sample]]:
+    """The converge that carries a change, sampled (each node's own view, every second) until
+    the cluster is healthy again; the outcome (which must be ok) and the samples."""
+    with Sampler(lab_look(lab), time.monotonic(), period=1.0) as sampler:
+        outcome = converge(s, secrets)
+        wait_for_picture(lab, HEALTHY, timeout=120)
+    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    return outcome, list(sampler.samples)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +79,7 @@ def test_an_unreachable_node_refuses_the_change_and_nothing_moves(sim_lab, secre
 def test_auth_pass_and_advert_interval_change_without_a_split(sim_lab, secrets):
     s = dataclasses.replace(sim_lab.settings, advert_interval=2)
     changed = dataclasses.replace(secrets, vrrp_auth_pass=NEW_PASS)
-    with Sampler(lab_look(sim_lab), time.monotonic(), period=1.0) as sampler:
-        outcome = converge(s, changed)
-        wait_for_picture(sim_lab, HEALTHY, timeout=120)
-    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    outcome, samples = converge_watched(sim_lab, s, changed)
     assert list(outcome.vrrp) == [
         "repo2: systemctl stop keepalived.service",
         f"repo1: write {PATHS.keepalived_conf}",
@@ -82,7 +89,6 @@ def test_auth_pass_and_advert_interval_change_without_a_split(sim_lab, secrets):
         f"repo2: keepalived -t -f {PATHS.keepalived_conf}",
         "repo2: systemctl start keepalived.service",
     ]
-    samples = sampler.samples
     assert len(samples) > 10, len(samples)
     split = [x.brief() for x in samples if len(x.vip_holders()) > 1 or len(x.mounted()) > 1]
     assert split == [], split[:5]
@@ -103,10 +109,7 @@ def test_a_stopped_node_gets_the_change_before_the_master_reloads(sim_lab, secre
     s = dataclasses.replace(sim_lab.settings, advert_interval=2)
     third = dataclasses.replace(secrets, vrrp_auth_pass="Thrd0Pas")
     in_node("repo2", "systemctl", "stop", "keepalived")
-    with Sampler(lab_look(sim_lab), time.monotonic(), period=1.0) as sampler:
-        outcome = converge(s, third)
-        wait_for_picture(sim_lab, HEALTHY, timeout=120)
-    assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    outcome, samples = converge_watched(sim_lab, s, third)
     assert list(outcome.vrrp) == [
         "repo2: systemctl stop keepalived.service",
         f"repo2: write {PATHS.keepalived_conf}",
@@ -114,7 +117,7 @@ def test_a_stopped_node_gets_the_change_before_the_master_reloads(sim_lab, secre
         f"repo1: keepalived -t -f {PATHS.keepalived_conf}",
         "repo1: systemctl reload keepalived.service",
     ]
-    split = [x.brief() for x in sampler.samples if len(x.vip_holders()) > 1]
-    assert split == [] and sampler.samples, split[:5]
+    split = [x.brief() for x in samples if len(x.vip_holders()) > 1]
+    assert split == [] and samples, split[:5]
     for n in ("repo1", "repo2"):
         assert vrrp_lines(n) == ["advert_int 2", "auth_pass Thrd0Pas"], n
