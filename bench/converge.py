@@ -3,7 +3,7 @@
     .venv/bin/python bench/converge.py [N]      (root; N runs per case, default 3)
 
 Each run builds a fresh sim lab (`components.lab.lab_up`: two VMs booted from their
-guestinfo), converges it (each VM trusted by its one-time host key, as `fab converge
+guestinfo), converges it (each VM trusted by the host key it published, as `fab converge
 --lab-secrets` does), converges it again (no-op), and removes it. Cases: both nodes (the
 thread pool, keepalived started in priority order) and repo1 alone. Prints the median of each
 case and the ratio two/one: 1.0 would be perfect parallelism. Figures only, never an
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from components import lab
 from components.bundle import authorized_keys, render_cluster
+from components.cli.common import published_keys
 from components.config import PROJECT_ROOT as ROOT
 from components.converge import fleet
 from components.converge.ssh import Access
@@ -41,9 +42,9 @@ def one_run(only: list[str]) -> tuple[float, float]:
         s = lab.load_lab(STACK).settings
         secrets = labsecrets.load_or_create(s, STACK, ROOT)
         bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
-        one_time = tuple((n, k.public) for n, k in secrets.one_time_keys)
+        keys = published_keys(s, STACK, print)
         access = Access.for_stack(
-            s, ROOT, secrets.public_host_keys, False, stack=STACK, one_time_keys=one_time
+            s, ROOT, secrets.public_host_keys, False, stack=STACK, published_keys=keys
         )
         timings = []
         for _ in ("fresh", "no-op"):

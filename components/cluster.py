@@ -1,12 +1,12 @@
 """RepoCluster: the whole stack — vSphere look-ups, shared secrets, one RepoNode per node.
 
 Looked up once: datacenter, compute cluster, datastore, network, template. Generated once and
-kept in the state: the SSH host keys every node shares, one one-time host key per node
-(components/one_time_host_key.py) and, unless the stack sets one, the VRRP auth_pass. Each
-node's bundle (components/bundle/) is rendered from the settings and those secrets; its
-user-data/meta-data go to the VM (no secret in them: the non-secret files and the node's
-one-time key), and the bundle itself is exposed (``bundles``) for the converge step, which
-installs every file, the secret ones included, after checking the node's host key. A
+kept in the state: the SSH host keys every node shares and, unless the stack sets one, the VRRP
+auth_pass. Each node's bundle (components/bundle/) is rendered from the settings and those
+secrets; its user-data/meta-data go to the VM (no secret and no key in them: the VM makes its
+own host key and publishes the public half), and the bundle itself is exposed (``bundles``)
+for the converge step, which installs every file, the secret ones included, after checking
+the node's host key against the one its VM published (components/vcenter/published.py). A
 cluster-wide VRRP change goes first, to every node at once (components/vrrp_rollout.py).
 """
 
@@ -28,7 +28,6 @@ from components.dns_record import DnsRecord, DnsRecordArgs
 from components.host_keys import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
 from components.node_converge import NodeConverge, NodeConvergeArgs
-from components.one_time_host_key import OneTimeHostKey
 from components.vrrp_rollout import VrrpRollout, VrrpRolloutArgs
 
 
@@ -47,8 +46,6 @@ class RepoCluster(pulumi.ComponentResource):
 
     provider: vsphere.Provider
     host_keys: HostKeys
-    one_time_keys: dict[str, OneTimeHostKey]
-    """Node name -> its one-time host key (the key its VM is born with)."""
     auth_pass: pulumi.Output[str]
     secrets: pulumi.Output[Secrets]
     """Secret: the resolved secrets the bundles were rendered with."""
@@ -99,26 +96,9 @@ class RepoCluster(pulumi.ComponentResource):
         else:
             self.auth_pass = AuthPass(f"{name}-vrrp-auth-pass", opts=child).result
 
-        self.one_time_keys = {
-            n.name: OneTimeHostKey(
-                f"{name}-{n.name}-one-time-key",
-                node=n.name,
-                comment=f"root@{n.fqdn(s.domain)} one-time",
-                opts=child,
-            )
-            for n in s.nodes
-        }
-        names = list(self.one_time_keys)
         self.secrets = pulumi.Output.secret(
-            pulumi.Output.all(
-                self.host_keys.keys, self.auth_pass, *(k.key for k in self.one_time_keys.values())
-            ).apply(
-                lambda a: Secrets.resolve(
-                    s,
-                    host_keys=a[0],
-                    vrrp_auth_pass=a[1],
-                    one_time_keys=dict(zip(names, a[2:], strict=True)),
-                )
+            pulumi.Output.all(self.host_keys.keys, self.auth_pass).apply(
+                lambda a: Secrets.resolve(s, host_keys=a[0], vrrp_auth_pass=a[1])
             )
         )
         authorized = args.authorized_keys
@@ -185,7 +165,13 @@ class RepoCluster(pulumi.ComponentResource):
                         key_file=key_file,
                         known_host_keys=self.host_keys.public_keys,
                         trust_first_contact=s.trust_first_contact,
-                        one_time_host_key=self.one_time_keys[n.name].public_key,
+                        vcenter={
+                            "server": s.vsphere_server,
+                            "user": s.vsphere_user,
+                            "unverified_ssl": s.allow_unverified_ssl,
+                            "stack_id": stack_id,
+                        },
+                        vcenter_password=password,
                         record=str(record_path(s, pulumi.get_stack(), args.root)),
                         first_contact_secrets=s.lab,
                     ),

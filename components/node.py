@@ -96,8 +96,8 @@ class RepoNodeArgs:
     network_id: str
     """Port group of the single NIC."""
     user_data: pulumi.Input[str]
-    """cloud-init user-data: no secret file, only the node's one-time host key (still kept
-    secret in the state: it is worthless only once the node is converged)."""
+    """cloud-init user-data: no secret file, no key (kept secret in the state all the same:
+    it comes from the secret bundle, and a diff of it shows nothing an operator needs)."""
     meta_data: pulumi.Input[str]
     """cloud-init meta-data."""
     stack_id: str

@@ -8,12 +8,14 @@ the VM is replaced; ``delete`` releases the volume and stops keepalived (best ef
 never a lazy unmount) before the VM goes away, whether the VM is destroyed or replaced.
 
 Host keys (components/converge/trust.py): on create, and on an update whose ``vm_id``
-changed (a replaced VM), the node is a new VM: the stack's record forgets what was seen at
-its address and the converge also trusts the node's one-time host key
-(components/one_time_host_key.py), the key it was born with. Any other update trusts only the
-shared keys (plus, with ``trust_first_contact``, what the record allows). The secret files go
-only to a node proven by one of those keys, or on a lab stack (``first_contact_secrets``) to
-one trusted on first contact.
+changed (a replaced VM), the node is a new VM: the converge reads, over the vSphere API, the
+host key the VM made at first boot and published in its guestinfo
+(components/vcenter/published.py), waiting while it boots, and trusts exactly that key
+besides the shared ones. Any other update trusts only the shared keys (plus, with
+``trust_first_contact``, what the record allows). The secret files go only to a node proven
+by one of those keys, or on a lab stack (``first_contact_secrets``) to one trusted on first
+contact. The outputs ``host_key`` and ``verified`` keep, in the stack's state, the key each
+converge was shown and how it was trusted.
 
 The provider does its SSH work through a :class:`Runner`; tests hand it a fake one.
 """
@@ -42,7 +44,7 @@ WATCHED = (
     "known_host_keys",
     "trust_first_contact",
 )
-RESULTS = ("changed", "count", "first_contact_fingerprint", "deferred")
+RESULTS = ("changed", "count", "first_contact_fingerprint", "host_key", "verified", "deferred")
 RELEASE_TIMEOUT = 60
 BOOT_TIMEOUT = 900  # a VM just created boots, runs cloud-init's first stage, then starts sshd
 REACH_TIMEOUT = 30  # a node converged before: SSH answers at once, or it is down
@@ -73,8 +75,8 @@ def wait_for_ssh(host: str, port: int = 22, timeout: float = BOOT_TIMEOUT) -> No
 
 class Runner(Protocol):
     def converge(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
-        """Converge the node (``new_vm``: a VM not converged yet, born with its one-time
-        key); return the RESULTS outputs, raise naming node and step."""
+        """Converge the node (``new_vm``: a VM not converged yet, trusted by the host key it
+        publishes); return the RESULTS outputs, raise naming node and step."""
         ...
 
     def release(self, props: dict[str, Any]) -> None:
@@ -98,20 +100,41 @@ def release_command() -> str:
 class SshRunner:
     """The real thing: converge over SSH (components.converge) with strict host keys."""
 
-    def _target(self, props: dict[str, Any], first_contact: bool, new_vm: bool = False) -> Any:
+    def _target(
+        self, props: dict[str, Any], first_contact: bool, published: str | None = None
+    ) -> Any:
         from components.converge.ssh import Access
 
-        one_time = props.get("one_time_host_key")
+        node = str(props["node"])
         access = Access(
             user=str(props["ssh_user"]),
             key_file=str(props["key_file"]),
             known_keys=tuple(props["known_host_keys"]),
             trust_first_contact=first_contact,
-            one_time_keys=((str(props["node"]), str(one_time)),) if new_vm and one_time else (),
+            published_keys=((node, published),) if published else (),
             record=str(props["record"]) if props.get("record") else None,
             first_contact_secrets=bool(props.get("first_contact_secrets")),
         )
-        return access.target(str(props["node"]), str(props["ip"]))
+        return access.target(node, str(props["ip"]))
+
+    def _published(self, props: dict[str, Any], first_contact: bool) -> str | None:
+        """The host key the new VM publishes, waited for while it boots (read once with
+        ``trust_first_contact``: a VM that publishes none is then trusted on first contact)."""
+        from components.vcenter import published
+
+        where = props.get("vcenter")
+        if not isinstance(where, dict):
+            return None
+        vc = published.VCenter(
+            str(where["server"]),
+            str(where["user"]),
+            str(props.get("vcenter_password") or ""),
+            bool(where.get("unverified_ssl")),
+        )
+        node, stack_id = str(props["node"]), str(where["stack_id"])
+        if first_contact:
+            return published.read(vc, stack_id, [node]).get(node)
+        return published.wait(vc, stack_id, node, BOOT_TIMEOUT, log=log_info)
 
     def converge(self, props: dict[str, Any], new_vm: bool) -> dict[str, Any]:
         from pathlib import Path
@@ -119,10 +142,12 @@ class SshRunner:
         from components.converge import trust
         from components.converge.node import converge_one
 
-        target = self._target(props, bool(props["trust_first_contact"]), new_vm)
+        first_contact = bool(props["trust_first_contact"])
+        wait_for_ssh(str(props["ip"]), timeout=BOOT_TIMEOUT if new_vm else REACH_TIMEOUT)
+        key = self._published(props, first_contact) if new_vm else None
+        target = self._target(props, first_contact, key)
         if new_vm and target.record:  # a new machine: nothing was seen of it yet
             trust.SeenNodes(Path(target.record)).forget(target.name)
-        wait_for_ssh(target.host, timeout=BOOT_TIMEOUT if new_vm else REACH_TIMEOUT)
         result = converge_one(target, bundle_from_json(str(props["bundle"])), log=log_info)
         if result.error:
             raise RuntimeError(result.error)
@@ -130,6 +155,8 @@ class SshRunner:
             "changed": result.changed,
             "count": result.count,
             "first_contact_fingerprint": result.first_contact_fingerprint,
+            "host_key": result.host_key,
+            "verified": result.verified,
         }
 
     def release(self, props: dict[str, Any]) -> None:
@@ -189,7 +216,9 @@ class NodeConvergeProvider(ResourceProvider):
             why = f"{news.get('node')}: converge deferred to the next pulumi up: {e}"
             log_warn(why)
             kept = {k: v for k, v in news.items() if k != "__provider"}
-            kept.update({k: olds.get(k) for k in ("digest", "changed", "count")})
+            kept.update(
+                {k: olds.get(k) for k in ("digest", "changed", "count", "host_key", "verified")}
+            )
             return UpdateResult(outs={**kept, "deferred": why})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -217,8 +246,11 @@ class NodeConvergeArgs:
     """The shared host public keys: the only keys trusted."""
     trust_first_contact: bool
     """Accept (and report) the key of a node never seen before (see converge/trust.py)."""
-    one_time_host_key: pulumi.Input[str] | None = None
-    """The node's one-time host public key: trusted while its VM is new."""
+    vcenter: dict[str, Any] | None = None
+    """Where the node's VM publishes its host key: ``server``, ``user``, ``unverified_ssl``,
+    ``stack_id`` (the VMs' stack marker); None: not read (first contact only)."""
+    vcenter_password: pulumi.Input[str] | None = None
+    """The vCenter password (kept as a secret)."""
     record: str | None = None
     """The stack's record of seen host keys (trust.record_path); None: no record."""
     first_contact_secrets: bool = False
@@ -231,6 +263,10 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
     changed: pulumi.Output[list[str]]
     count: pulumi.Output[int]
     first_contact_fingerprint: pulumi.Output[str | None]
+    host_key: pulumi.Output[str | None]
+    """The fingerprint of the host key the last converge was shown."""
+    verified: pulumi.Output[str | None]
+    """How it was trusted: shared, published, recorded or first contact."""
     deferred: pulumi.Output[str | None]
     """Why this node's converge was put off (it was down); None when it ran."""
 
@@ -248,12 +284,17 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
             "key_file": args.key_file,
             "known_host_keys": args.known_host_keys,
             "trust_first_contact": args.trust_first_contact,
-            "one_time_host_key": args.one_time_host_key,
+            "vcenter": args.vcenter,
+            "vcenter_password": (
+                None
+                if args.vcenter_password is None
+                else pulumi.Output.secret(args.vcenter_password)
+            ),
             "record": args.record,
             "first_contact_secrets": args.first_contact_secrets,
             **dict.fromkeys(RESULTS),
         }
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle"])
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle", "vcenter_password"])
         super().__init__(
             NodeConvergeProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret)
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.bundle.hostkeys import generate
+from components.bundle.hostkeys import HostKey, generate
 from components.config import Settings, load_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +18,23 @@ def write_operator_key(folder: Path, comment: str) -> Path:
     (folder / "operator").write_text(key.private)
     (folder / "operator.pub").write_text(key.public + "\n")
     return folder / "operator"
+
+
+def vm_host_key(comment: str) -> HostKey:
+    """An ed25519 host key as a VM makes its own at first boot (ssh-keygen's job there)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return HostKey("ed25519", private, f"{public.decode()} {comment}")
 
 
 def stack_settings(stack: str) -> Settings:

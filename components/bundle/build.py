@@ -1,7 +1,7 @@
 """Rendering a node's bundle: every file, package and service it carries, from Settings.
 
 One bundle per node feeds both cloud-init (first boot, :mod:`components.bundle.cloudinit`:
-its non-secret files only, the node's one-time host key, no service started) and Fabric
+its non-secret files only, no key, no service started but the host key's publication) and Fabric
 (every converge: every file, the secret ones once the node's host key is proven), so the two
 can never disagree. Rendering is deterministic: the
 same inputs give byte-identical files and the same :attr:`Bundle.digest`.
@@ -107,6 +107,11 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
         _text(PATHS.notify_script, render("keepalivednotify.sh.j2", **ctx), 0o755),
         _text(PATHS.sshd_check, render("repo-cluster-chk-sshd.j2", **ctx), 0o755),
         _text(PATHS.volume_check, render("repo-cluster-chk-volume.j2", **ctx), 0o755),
+        _text(PATHS.publish_host_key, render("repo-cluster-publish-host-key.j2", **ctx), 0o755),
+        _text(
+            PATHS.unit_file(PATHS.publish_host_key_unit),
+            render("repo-cluster-publish-host-key.service.j2", **ctx),
+        ),
         _text(PATHS.unit_file(PATHS.rbd_unit(s.rbd_image)), render("rbd.service.j2", **ctx)),
         _text(PATHS.keepalived_dropin, render("keepalived.service.d.conf.j2", **ctx)),
         _text(PATHS.ceph_conf, render("ceph.conf.j2", **ctx)),
@@ -131,11 +136,10 @@ def render_node(s: Settings, node: Node, secrets: Secrets, authorized: tuple[str
     pkgs = packages.packages(s)
     sources = packages.commands(s)
     # the rbd unit is not started at boot: the notify script starts it on the MASTER only
-    services = (PATHS.keepalived_unit,)
+    services = (PATHS.publish_host_key_unit, PATHS.keepalived_unit)
     # first boot installs as a converge does on a node that has none of the packages
     install = tuple(packages.install_commands(s.os_family, sources, pkgs))
-    one_time = secrets.one_time_key(node.name)
-    user_data = cloudinit.user_data(s, node, files, one_time, authorized, install)
+    user_data = cloudinit.user_data(s, node, files, authorized, install)
     return Bundle(
         node=node,
         os_family=s.os_family,

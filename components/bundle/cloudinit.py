@@ -7,14 +7,14 @@ every bundle file not marked secret (``write_files``, base64 so the bytes on the
 bundle's). The secret files (shared host private keys, Ceph keyring, keepalived.conf with the
 VRRP auth_pass) arrive over SSH with the first converge (components/converge/node.py).
 
-The one value in it that is a private key is the node's *one-time* host key (``ssh_keys``,
-which replaces the template's keys): the key the first converge trusts the new VM by
-(components/converge/trust.py), replaced by the shared keys at that converge and worthless
-from then on. The shared host key files (public halves too: they would not match the one-time
-key beside them) are the converge's as well. First boot installs packages and writes files
-but starts no service: keepalived and the rbd unit need their secret files; the converge
-enables and starts them. Every string value is rendered as a quoted YAML scalar
-(``yamlstr``), so no value can change the document's structure.
+No key either: the VM makes its own host key at first boot (cloud-init's ``ssh`` module,
+the template's keys deleted) and publishes the public half in its guestinfo
+(``repo-cluster-publish-host-key``, started first thing by ``runcmd``), where the first converge
+reads it over the vSphere API and trusts exactly that key (components/converge/trust.py). The
+shared host key files (public halves too) are the converge's. First boot installs packages and
+writes files but starts no service beyond that publication: keepalived and the rbd unit need
+their secret files; the converge enables and starts them. Every string value is rendered as a
+quoted YAML scalar (``yamlstr``), so no value can change the document's structure.
 """
 
 from __future__ import annotations
@@ -55,13 +55,11 @@ def user_data(
     s: Settings,
     node: Node,
     files: tuple[BundleFile, ...],
-    one_time_key: HostKey,
     authorized: tuple[str, ...],
     install: tuple[str, ...],
 ) -> str:
     """``install``: the shell commands that set up the package sources and install the
-    bundle's packages, the very ones a converge runs on a node that lacks them all;
-    ``one_time_key``: the node's one-time host key (ed25519)."""
+    bundle's packages, the very ones a converge runs on a node that lacks them all."""
     write = [
         _WriteFile(f.path, base64.b64encode(f.content).decode(), f.owner, f.group, f.mode)
         for f in first_boot_files(files)
@@ -71,7 +69,6 @@ def user_data(
         s=s,
         node=node,
         fqdn=node.fqdn(s.domain),
-        one_time_key=one_time_key,
         authorized=authorized,
         files=write,
         install=install,

@@ -58,16 +58,6 @@ def _host_key(type_: str, key: _PrivateKey, comment: str) -> HostKey:
     return HostKey(type_, private, f"{public.decode()} {comment}".rstrip())
 
 
-def from_seed(seed: bytes, comment: str) -> HostKey:
-    """The ed25519 key of a 32-byte seed (deterministic: for placeholders only)."""
-    return _host_key("ed25519", ed25519.Ed25519PrivateKey.from_private_bytes(seed), comment)
-
-
-def one_time(comment: str) -> HostKey:
-    """A fresh ed25519 key: a node's one-time host key (components/one_time_host_key.py)."""
-    return _host_key("ed25519", _new_key("ed25519"), comment)
-
-
 def generate(comment: str) -> tuple[HostKey, ...]:
     """A fresh set: ed25519, ecdsa (nistp256) and rsa (3072 bits), in that order."""
     return tuple(_host_key(t, _new_key(t), comment) for t in KEY_TYPES)

@@ -30,7 +30,7 @@ class Bundle:
     package_sources: tuple[str, ...]  # shell commands, idempotent, run before installing
     packages: tuple[str, ...]
     services: tuple[str, ...]  # units to enable and start, in this order
-    user_data: str = field(repr=False)  # "#cloud-config\n...": no secret, one-time key
+    user_data: str = field(repr=False)  # "#cloud-config\n...": no secret, no key
     meta_data: str
     on_demand: tuple[str, ...] = ()
     """Units installed but never enabled (the notify script starts them); one an earlier

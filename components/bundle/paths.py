@@ -30,6 +30,13 @@ class NodePaths:
     unit_dir: str = "/etc/systemd/system"
     pending_dir: str = "/var/lib/repo-cluster/pending"
     """The converge's reload markers: one empty file per reload owed to a file it wrote."""
+    publish_host_key: str = "/usr/local/bin/repo-cluster-publish-host-key"
+    """Publishes the node's ed25519 host public key in its guestinfo (VMware Tools' RPC)."""
+    publish_host_key_unit: str = "repo-cluster-publish-host-key.service"
+    """Runs :attr:`publish_host_key` at every boot, once sshd's keys exist."""
+    host_key_guestinfo: str = "guestinfo.repo-cluster.ssh-host-key"
+    """The guestinfo key the node publishes its host public key under (read over the vSphere
+    API by the converge: components/vcenter/published.py)."""
 
     @property
     def notify_journal(self) -> str:

@@ -14,7 +14,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from components.bundle import Secrets, authorized_keys, render_cluster
-from components.cli.common import Loaded, load_stack, require
+from components.cli.common import Loaded, load_stack, published_keys, require
 from components.cli.dns import describe
 from components.config import PROJECT_ROOT, Settings
 from components.converge import fleet
@@ -30,22 +30,22 @@ def access_for(
     secrets: Secrets,
     trust_first_contact: bool,
     stack: str | None = None,
-    one_time_keys: tuple[tuple[str, str], ...] = (),
+    published_keys: tuple[tuple[str, str], ...] = (),
 ) -> Access:
     """``stack``: record the host keys seen (components/converge/trust.py);
-    ``one_time_keys``: the nodes' one-time host keys the state holds (not yet converged)."""
+    ``published_keys``: the host keys the nodes' VMs publish (common.published_keys)."""
     return Access.for_stack(
         s,
         ROOT,
         secrets.public_host_keys,
         trust_first_contact,
         stack=stack,
-        one_time_keys=one_time_keys,
+        published_keys=published_keys,
     )
 
 
 def _load(stack: str, task_name: str, lab_secrets: bool) -> Loaded:
-    loaded = load_stack(stack, task_name, lab_secrets, one_time=True)
+    loaded = load_stack(stack, task_name, lab_secrets)
     _stderr(f"{task_name}: secrets from {loaded.source}")
     return loaded
 
@@ -142,7 +142,8 @@ def converge(
         _stderr(f"converge: placeholders in the bundles: {', '.join(secrets.placeholders)}")
     bundles = render_cluster(s, secrets, authorized_keys(s, ROOT))
     report = _stderr if json else print
-    access = access_for(s, secrets, trust_first_contact, stack, loaded.one_time_keys)
+    keys = published_keys(s, stack, _stderr)
+    access = access_for(s, secrets, trust_first_contact, stack, keys)
     outcome = fleet.converge_stack(s, bundles, access, report=report)
     if json:
         print(_json.dumps(outcome.as_dict(), indent=2))

@@ -21,7 +21,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from components.bundle import Bundle, Secrets, authorized_keys, render_cluster
-from components.cli.common import load_stack, require
+from components.cli.common import load_stack, published_keys, require
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.converge import drill as drillmod
 from components.converge import fleet, scenarios, status
@@ -113,7 +113,7 @@ class LabTarget:
             self.secrets.public_host_keys,
             False,
             stack=self.lab.stack,
-            one_time_keys=tuple((n, k.public) for n, k in self.secrets.one_time_keys),
+            published_keys=published_keys(s, self.lab.stack, lambda m: print(m, file=sys.stderr)),
         )
 
     def prepare(self) -> str | None:

@@ -7,7 +7,7 @@ step; the :class:`NodeResult` says what changed before that.
 
 The files marked secret (host private keys, keyring, keepalived.conf) go in the ``secrets``
 step only, after every other file, and only to a node whose host key was proven (shared or
-its one-time key) or, on a lab stack, trusted on first contact: see
+the one its VM published) or, on a lab stack, trusted on first contact: see
 :func:`components.converge.trust.secrets_refusal`. Any other node fails at ``secrets``.
 """
 
@@ -280,6 +280,8 @@ def converge_one(
     except (OSError, paramiko.SSHException) as e:
         error = f"{name}: connect: {target.host}:22 unreachable ({e})"
     else:
+        transport = c.client.get_transport()
+        key_seen = transport.get_remote_server_key().fingerprint if transport else None
         try:
             lab = target.first_contact_secrets
             result = converge_node(
@@ -290,6 +292,7 @@ def converge_one(
         finally:
             c.close()
         result.first_contact_fingerprint = accepted[0] if accepted else None
+        result.host_key = key_seen
         return result
     if gate is not None:
         gate.passed(name)

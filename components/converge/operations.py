@@ -153,11 +153,14 @@ def restart_sshd(
 ) -> list[str]:
     """Restart sshd when the host keys changed, or when it still serves other keys (a converge
     that installed them but stopped before the restart), or a restart is owed. ``sshd -t``
-    first: a config or key sshd cannot load would lock us out after the restart.
+    first: a config or key sshd cannot load would lock us out after the restart. Then publish
+    the key sshd now serves (components/vcenter/published.py).
     """
     if presents_shared_key and not host_keys_changed(changed) and SSHD not in owed:
         return []
-    return ["sshd -t", f"systemctl restart {sshd_unit(family)}"]
+    # then the node publishes the key it now serves in its guestinfo (not its first-boot one)
+    publish = f"systemctl restart {q(PATHS.publish_host_key_unit)}"
+    return ["sshd -t", f"systemctl restart {sshd_unit(family)}", publish]
 
 
 def keepalived(

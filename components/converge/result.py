@@ -19,6 +19,8 @@ class NodeResult:
     """The node's own host key, accepted on first contact (None: it had the shared key)."""
     verified: str | None = None
     """How the first connection's host key was trusted (:class:`Verified` value)."""
+    host_key: str | None = None
+    """The fingerprint of the host key the first connection was shown."""
 
     @property
     def count(self) -> int:

@@ -5,8 +5,8 @@ only keys a strict connection trusts are those shared public keys: paramiko's
 ``RejectPolicy``, no ``~/.ssh/known_hosts``, no ``~/.ssh/config``, no agent.
 
 A converge connection (:func:`connect_verified`) may also trust, as
-:mod:`components.converge.trust` decides and records per stack: the node's one-time host key
-(a new VM, born with it from its guestinfo: proven, it is a key this program made), or, with
+:mod:`components.converge.trust` decides: the host key the node's VM publishes in its
+guestinfo (a new VM made it at first boot: components/vcenter/published.py), or, with
 ``trust_first_contact``, the key of a node never seen before (reported with its fingerprint,
 recorded; a changed key is always refused). One key is decided on the very connection that is
 then used: there is no second connection accepting whatever it is shown. Once the converge has
@@ -58,8 +58,8 @@ class Target:
     """Accept (and report) the key of a node never seen before (see the module doc)."""
     connect_timeout: float = 10.0
     """Seconds for TCP connect, banner and authentication each."""
-    one_time_key: str | None = None
-    """The node's one-time host public key, trusted until the node is converged."""
+    published_key: str | None = None
+    """The host public key the node's VM publishes (read over the vSphere API)."""
     record: str | None = None
     """The stack's record of seen keys (:class:`trust.SeenNodes`); None: no record."""
     first_contact_secrets: bool = False
@@ -78,8 +78,8 @@ class Access:
     """The shared host public keys."""
     trust_first_contact: bool = False
     connect_timeout: float = 10.0
-    one_time_keys: tuple[tuple[str, str], ...] = ()
-    """(node name, one-time host public key) of the nodes that have one."""
+    published_keys: tuple[tuple[str, str], ...] = ()
+    """(node name, the host public key its VM publishes) of the nodes whose VM publishes one."""
     record: str | None = None
     first_contact_secrets: bool = False
 
@@ -92,7 +92,7 @@ class Access:
         trust_first_contact: bool,
         *,
         stack: str | None = None,
-        one_time_keys: tuple[tuple[str, str], ...] = (),
+        published_keys: tuple[tuple[str, str], ...] = (),
     ) -> Access:
         """``stack``: keep its record of seen keys (:func:`trust.record_path`). Secrets go to
         a host trusted on first contact only on a lab stack (``lab: true``), whose nodes are
@@ -102,7 +102,7 @@ class Access:
             str(s.ssh_key_path(root)),
             known_keys,
             trust_first_contact,
-            one_time_keys=one_time_keys,
+            published_keys=published_keys,
             record=str(trust.record_path(s, stack, root)) if stack else None,
             first_contact_secrets=s.lab,
         )
@@ -117,7 +117,7 @@ class Access:
             known_keys=self.known_keys,
             trust_first_contact=self.trust_first_contact and not strict,
             connect_timeout=self.connect_timeout,
-            one_time_key=None if strict else dict(self.one_time_keys).get(name),
+            published_key=None if strict else dict(self.published_keys).get(name),
             record=None if strict else self.record,
             first_contact_secrets=self.first_contact_secrets,
         )
@@ -169,7 +169,7 @@ class _Verify(paramiko.MissingHostKeyPolicy):
     def __init__(self, t: Target, seen: trust.Seen | None) -> None:
         self.t, self.seen = t, seen
         self.shared = {fingerprint(k) for k in t.known_keys}
-        self.one_time = fingerprint(t.one_time_key) if t.one_time_key else None
+        self.published = fingerprint(t.published_key) if t.published_key else None
         self.verified: Verified | None = None
         self.fingerprint: str | None = None
 
@@ -181,7 +181,7 @@ class _Verify(paramiko.MissingHostKeyPolicy):
                 self.t.name,
                 key.fingerprint,
                 shared=self.shared,
-                one_time=self.one_time,
+                published=self.published,
                 seen=self.seen,
                 trust_first_contact=self.t.trust_first_contact,
             )
@@ -240,7 +240,7 @@ def connect_verified(
     """An open Connection and how its host key was trusted (:class:`trust.Verified`); the
     stack's record (``t.record``) remembers the key. :class:`HostKeyError` when refused."""
     c = connection(t)
-    if not t.trust_first_contact and t.one_time_key is None:
+    if not t.trust_first_contact and t.published_key is None:
         pin(c, t.known_keys, t.name)
         try:
             _open(c)
@@ -267,7 +267,7 @@ def connect_verified(
 
 def remember(t: Target, c: Connection) -> None:
     """Record that the node behind ``c`` serves a shared key, when it does (a converged
-    node: from now on its one-time key is worthless and any other key a changed one)."""
+    node: from now on any key but a shared or published one is a changed one)."""
     transport = c.client.get_transport()
     if t.record is None or transport is None:
         return

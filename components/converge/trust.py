@@ -1,12 +1,12 @@
-"""Which host key a converge trusts for a node, and the per-stack record of what was seen.
+"""Which host key a converge trusts for a node, and the per-stack record of first contacts.
 
 A converge connection is verified one of four ways (:class:`Verified`):
 
 - ``shared``: the node presents one of the stack's shared host keys (a converged node);
-- ``one-time``: it presents the one-time host key the program generated for this node and
-  delivered in its guestinfo (a VM not converged yet, :mod:`components.one_time_host_key`);
-  only while the record does not show the node converged: once it serves the shared keys the
-  one-time key is worthless, whoever read it from the VM's extraConfig;
+- ``published``: it presents the host key its VM publishes in its guestinfo, read over the
+  vSphere API for this very converge (a VM not converged yet made it at first boot and only it
+  holds the private half; a converged node publishes the shared key:
+  components/vcenter/published.py);
 - ``recorded``: with ``trust_first_contact``, the key accepted at this node's first contact
   and recorded then (a converge that stopped before installing the shared keys);
 - ``first contact``: with ``trust_first_contact``, a node this record has never seen.
@@ -14,15 +14,18 @@ A converge connection is verified one of four ways (:class:`Verified`):
 Anything else is refused, and a node that *was* seen and now presents another key is refused
 as a changed key (the man-in-the-middle sign), whatever the flag says.
 
-The shared and one-time keys are proven (the node holds a private key this program made);
-a first-contact or recorded key is not: :func:`proven` tells the converge whether it may send
-the secret files (see :mod:`components.converge.node`).
+The shared and published keys are proven (the node holds a private key this program made,
+or the one its VM announced through vCenter); a first-contact or recorded key is not:
+:func:`proven` tells the converge whether it may send the secret files (see
+:mod:`components.converge.node`).
 
-The record (:class:`SeenNodes`) is one JSON file per stack on the operator's machine, node
-name -> ``{"fingerprint", "via"}``: ``<project>/.lab/<stack>/first-contact.json`` for a lab
-stack (``lab: true``; removed with the lab), else
-``$XDG_STATE_HOME/repo-cluster/<stack>/first-contact.json`` (``~/.local/state``). No secret
-is in it. Written whole (temp file + rename), under a lock shared by the converge threads.
+The record (:class:`SeenNodes`) serves first contact only, an operator's explicit choice: one
+JSON file per stack on the operator's machine, node name -> ``{"fingerprint", "via"}``:
+``<project>/.lab/<stack>/first-contact.json`` for a lab stack (``lab: true``; removed with the
+lab), else ``$XDG_STATE_HOME/repo-cluster/<stack>/first-contact.json`` (``~/.local/state``).
+No secret is in it. Written whole (temp file + rename), under a lock shared by the converge
+threads. What ``pulumi up`` converged, and by which key, is in the stack's state (the
+NodeConverge outputs ``host_key`` and ``verified``), whichever machine ran it.
 """
 
 from __future__ import annotations
@@ -42,14 +45,14 @@ _LOCK = threading.Lock()
 
 class Verified(StrEnum):
     SHARED = "shared"
-    ONE_TIME = "one-time"
+    PUBLISHED = "published"
     RECORDED = "recorded"
     FIRST_CONTACT = "first contact"
 
 
 def proven(how: Verified | None) -> bool:
-    """The node holds a private key this program generated (shared or one-time)."""
-    return how in (Verified.SHARED, Verified.ONE_TIME)
+    """The node holds a shared key, or the one its VM published (see the module doc)."""
+    return how in (Verified.SHARED, Verified.PUBLISHED)
 
 
 def secrets_refusal(how: Verified | None, fingerprint: str, first_contact_secrets: bool) -> str:
@@ -61,7 +64,7 @@ def secrets_refusal(how: Verified | None, fingerprint: str, first_contact_secret
         return ""
     return (
         f"withheld: host key {fingerprint} is {how.value if how else 'not verified'}, not "
-        "proven; secrets go only to a node presenting the shared or its one-time host key "
+        "proven; secrets go only to a node presenting the shared or its published host key "
         "(on a lab stack, also to one trusted on first contact)"
     )
 
@@ -134,19 +137,18 @@ def decide(
     presented: str,
     *,
     shared: set[str],
-    one_time: str | None,
+    published: str | None,
     seen: Seen | None,
     trust_first_contact: bool,
 ) -> Verified:
     """How a key with fingerprint ``presented`` is trusted for ``node``, or :class:`Refused`.
 
-    ``shared``: fingerprints of the shared keys; ``one_time``: the node's one-time key's
-    fingerprint (None: not expected); ``seen``: what the record holds for the node."""
+    ``shared``: fingerprints of the shared keys; ``published``: the fingerprint of the key the
+    node's VM publishes now (None: none read); ``seen``: what the record holds for the node."""
     if presented in shared:
         return Verified.SHARED
-    converged = seen is not None and seen.via == Verified.SHARED.value
-    if one_time is not None and presented == one_time and not converged:
-        return Verified.ONE_TIME
+    if published is not None and presented == published:
+        return Verified.PUBLISHED
     if seen is not None and presented != seen.fingerprint:
         raise Refused(
             f"presented host key {presented}, but it was seen with {seen.fingerprint} "
@@ -156,7 +158,7 @@ def decide(
         return Verified.RECORDED
     if seen is None and trust_first_contact:
         return Verified.FIRST_CONTACT
-    expected = ", ".join(sorted(shared | ({one_time} if one_time else set())))
+    expected = ", ".join(sorted(shared | ({published} if published else set())))
     raise Refused(
         f"presented unknown host key {presented}, expected one of {expected}: refused"
         + ("" if trust_first_contact else " (a node without it needs --trust-first-contact)")

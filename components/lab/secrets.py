@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.bundle import Secrets, new_auth_pass
-from components.bundle.hostkeys import HostKey, generate, one_time
+from components.bundle.hostkeys import HostKey, generate
 from components.config import TEST_NET, Settings
 from components.lab.plan import SECRETS_FILE, lab_dir
 
@@ -64,24 +64,7 @@ def _doc(s: Settings, stack: str, root: Path) -> dict[str, Any]:
             pass
         finally:
             tmp.unlink()
-    doc = json.loads(file.read_text(encoding="utf-8"))
-    keys = doc.setdefault("one_time_keys", {})
-    missing = [n.name for n in s.nodes if n.name not in keys]
-    if missing:  # the node VMs the lab makes boot with these (a node added later gets one)
-        for name in missing:
-            keys[name] = dataclasses.asdict(one_time(f"root@{name}.{s.domain} one-time"))
-        tmp = file.with_name(f".{file.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
-        tmp.replace(file)
-    return doc
-
-
-def one_time_keys(s: Settings, stack: str, root: Path) -> dict[str, HostKey]:
-    """Each node's one-time host key: the key a VM the lab makes boots with (its user-data),
-    which the first converge trusts (components/converge/trust.py)."""
-    return {n: HostKey(**k) for n, k in _doc(s, stack, root)["one_time_keys"].items()}
+    return dict(json.loads(file.read_text(encoding="utf-8")))
 
 
 def dns_tsig_secret(s: Settings, stack: str, root: Path) -> str:
@@ -120,5 +103,4 @@ def load_or_create(s: Settings, stack: str, root: Path) -> Secrets:
         host_keys=keys,
         vrrp_auth_pass=generated,
         ceph_keyring=key,
-        one_time_keys=one_time_keys(s, stack, root),
     )

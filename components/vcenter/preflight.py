@@ -29,17 +29,18 @@ class PreflightError(RuntimeError):
 
 
 @contextmanager
-def connect(s: Settings) -> Iterator[Any]:
-    host, _, port = s.vsphere_server.partition(":")
+def connect_to(server: str, user: str, password: str, unverified_ssl: bool) -> Iterator[Any]:
+    """A vCenter session (``server`` is ``host[:port]``), logged out at the end."""
+    host, _, port = server.partition(":")
     context = ssl.create_default_context()
-    if s.allow_unverified_ssl:
+    if unverified_ssl:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     si = SmartConnect(
         host=host,
         port=int(port or 443),
-        user=s.vsphere_user,
-        pwd=s.vsphere_password.value or "",
+        user=user,
+        pwd=password,
         sslContext=context,
         connectionPoolTimeout=30,
     )
@@ -47,6 +48,15 @@ def connect(s: Settings) -> Iterator[Any]:
         yield si
     finally:
         Disconnect(si)
+
+
+@contextmanager
+def connect(s: Settings) -> Iterator[Any]:
+    """A session with the stack's vCenter."""
+    with connect_to(
+        s.vsphere_server, s.vsphere_user, s.vsphere_password.value or "", s.allow_unverified_ssl
+    ) as si:
+        yield si
 
 
 def _children(content: Any, root: Any, kind: type) -> list[Any]:

@@ -155,8 +155,8 @@ def _plain(value: Any) -> Any:
 
 
 def state_secrets(project) -> Secrets:
-    """The secrets in the stack's state (host keys, generated VRRP auth_pass, the nodes'
-    one-time host keys), resolved as the program does."""
+    """The secrets in the stack's state (host keys, generated VRRP auth_pass), resolved as
+    the program does."""
     state = json.loads(project.pulumi("stack", "export", "--show-secrets").stdout)
     resources = _plain(state["deployment"]["resources"])
     (keys,) = [r["outputs"] for r in resources if r["type"].endswith(":HostKeys")]
@@ -167,13 +167,7 @@ def state_secrets(project) -> Secrets:
             keys["types"], keys["private_keys"], keys["public_keys"], strict=True
         )
     )
-    one_time = {
-        o["node"]: HostKey(o["type"], o["private_key"], o["public_key"])
-        for o in (r["outputs"] for r in resources if r["type"].endswith(":OneTimeHostKey"))
-    }
-    return Secrets.resolve(
-        project.settings(), host_keys=host_keys, vrrp_auth_pass=auth, one_time_keys=one_time
-    )
+    return Secrets.resolve(project.settings(), host_keys=host_keys, vrrp_auth_pass=auth)
 
 
 def expected_documents(project) -> dict[str, tuple[str, str]]:
@@ -235,19 +229,31 @@ def test_up_creates_exactly_the_two_vms(deployed) -> None:
 
 
 def test_no_secret_byte_in_any_vm_extra_config(deployed) -> None:
-    """What vCenter, the .vmx, a backup or a clone shows of each VM holds no shared private
-    host key, no keyring, no auth_pass; its one private key is the node's one-time key."""
+    """What vCenter, the .vmx, a backup or a clone shows of each VM holds no private key at
+    all (the VM makes its own host key), no keyring, no auth_pass."""
     project, vms = deployed.project, vcsim_vms(deployed.vcsim)
     secrets = state_secrets(project)
     needles = [secrets.vrrp_auth_pass, secrets.ceph_keyring, "auth_pass", "[client."]
     needles += [ln for k in secrets.host_keys for ln in k.private.splitlines()[-3:-1]]
+    needles += ["PRIVATE KEY"]
     for node in project.settings().nodes:
         texts = vms[node.name].readable()
         for needle in needles:
             assert not any(needle in text for text in texts), f"{node.name}: {needle[:12]}..."
-        ssh_keys = yaml.safe_load(vms[node.name].document("userdata"))["ssh_keys"]
-        assert ssh_keys["ed25519_private"] == secrets.one_time_key(node.name).private
-        assert set(ssh_keys) == {"ed25519_private", "ed25519_public"}
+        assert "ssh_keys" not in yaml.safe_load(vms[node.name].document("userdata"))
+
+
+def test_no_secret_in_the_state_outside_its_secret_envelopes(deployed) -> None:
+    """``pulumi stack export`` (no --show-secrets): every secret is ciphertext; no private
+    key, keyring or auth_pass in the clear (the shared host keys are in it, encrypted)."""
+    project = deployed.project
+    secrets = state_secrets(project)
+    export = project.pulumi("stack", "export").stdout
+    needles = ["PRIVATE KEY", secrets.vrrp_auth_pass, secrets.ceph_keyring]
+    needles += [ln for k in secrets.host_keys for ln in k.private.splitlines()[-3:-1]]
+    for needle in needles:
+        assert needle not in export, needle[:12]
+    assert "ciphertext" in export  # the secrets are in it, encrypted
 
 
 def test_a_second_up_changes_nothing(deployed) -> None:

@@ -96,16 +96,18 @@ def sim_lab(lab_session: None, plan: Lab) -> Lab:
 
 @pytest.fixture(scope="module")
 def known_hosts(sim_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A known_hosts file of the nodes' one-time host keys (the keys the lab's VMs are born
-    with, from the lab's secrets) and the cluster's shared keys."""
+    """A known_hosts file of the host keys the nodes' VMs publish (each made its own at first
+    boot; read from vcsim) and the cluster's shared keys."""
     from components.lab import secrets as labsecrets
+    from tests.lab.labkit import published
 
     s = sim_lab.settings
     secrets = labsecrets.load_or_create(s, STACK, ROOT)
+    own = published(sim_lab)
     lines = [
-        f"{n.address.ip} {k.public}\n"
+        f"{n.address.ip} {k}\n"
         for n in sim_lab.nodes
-        for k in (*secrets.host_keys, dict(secrets.one_time_keys)[n.name])
+        for k in (*secrets.public_host_keys, own[n.name])
     ]
     lines += [f"{s.vip.ip} {k.public}\n" for k in secrets.host_keys]
     path = tmp_path_factory.mktemp("ssh") / "known_hosts"

@@ -173,9 +173,19 @@ def healthy(master: str, nodes: list[str]) -> dict[str, tuple[str, bool, bool]]:
 HEALTHY = healthy("repo1", ["repo1", "repo2"])
 
 
+def published(lab: Lab) -> dict[str, str]:
+    """Node -> the host public key its VM publishes, read from the lab's vcsim as a converge
+    reads it (every node publishes one: its first boot did, first thing)."""
+    from components.cli.common import published_keys
+
+    keys = dict(published_keys(lab.settings, STACK, print))
+    assert sorted(keys) == sorted(n.name for n in lab.nodes), keys
+    return keys
+
+
 def converge_lab(lab: Lab) -> None:
-    """`fab converge --lab-secrets`, in-process: the lab's own secrets, the one-time keys of
-    nodes not converged yet; asserts it succeeded."""
+    """`fab converge --lab-secrets`, in-process: the lab's own secrets, the host keys the VMs
+    publish; asserts it succeeded."""
     import json
 
     from components.bundle import authorized_keys, render_cluster
@@ -193,7 +203,7 @@ def converge_lab(lab: Lab) -> None:
         secrets.public_host_keys,
         False,
         stack=STACK,
-        one_time_keys=tuple((n, k.public) for n, k in secrets.one_time_keys),
+        published_keys=tuple(published(lab).items()),
     )
     outcome = fleet.converge_stack(s, bundles, access, report=lambda _: None)
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)

@@ -7,7 +7,8 @@ real SSH.
     exclusively) and mounted on the MASTER only
 
 The tests run in file order on the lab the modules share (fixture `sim_lab`): first converge
-(trusting each VM by the one-time key its user-data gave it) -> files, daemons, one MASTER ->
+(trusting each VM by the host key it made at first boot and published in its guestinfo,
+read from vcsim) -> files, daemons, one MASTER ->
 real OpenSSH with only the shared key -> second converge changes nothing -> one tampered file
 -> one unreachable node (through the real `fab converge` CLI).
 Everything is checked from the nodes themselves (their guest agent, ssh), not from converge's
@@ -27,7 +28,7 @@ import pytest
 from components.bundle import PATHS, Bundle, Secrets, authorized_keys, hostkeys, render_cluster
 from components.config import PROJECT_ROOT
 from components.converge import fleet, operations
-from components.converge.ssh import Access
+from components.converge.ssh import Access, fingerprint
 from components.lab import Lab, node_exec
 from components.lab import secrets as labsecrets
 from tests.lab.labkit import (
@@ -37,6 +38,7 @@ from tests.lab.labkit import (
     STACK,
     in_node,
     keyscan,
+    published,
     sh,
     ssh_argv,
     wait_for_picture,
@@ -60,16 +62,17 @@ def bundles(sim_lab: Lab, secrets: Secrets) -> dict[str, Bundle]:
 
 
 @pytest.fixture(scope="module")
-def one_time_fingerprints(sim_lab: Lab, secrets: Secrets) -> dict[str, str]:
-    """Each VM's one-time host key fingerprint (its user-data's), as ssh-keyscan sees it
-    before anything converged."""
+def published_fingerprints(sim_lab: Lab) -> dict[str, str]:
+    """The fingerprint of the host key each VM publishes (read from vcsim), which is the key
+    ssh-keyscan sees before anything converged."""
     out = {}
+    keys = published(sim_lab)
     for n in sim_lab.nodes:
         scan = keyscan(n, "ed25519")
         fp = subprocess.run(
             ["ssh-keygen", "-lf", "-"], input=scan, capture_output=True, text=True, check=True
         ).stdout.split()[1]
-        assert fp == dict(secrets.one_time_keys)[n.name].fingerprint
+        assert fp == fingerprint(keys[n.name])
         out[n.name] = fp
     return out
 
@@ -81,15 +84,15 @@ def converge(
     *,
     report: Callable[[str], None] = print,
 ) -> fleet.Outcome:
-    """A converge as `fab converge --lab-secrets` runs it: the shared keys, and each node's
-    one-time key until it is converged (never first-contact trust)."""
+    """A converge as `fab converge --lab-secrets` runs it: the shared keys, and the host key
+    each node's VM publishes (never first-contact trust)."""
     access = Access.for_stack(
         lab.settings,
         PROJECT_ROOT,
         secrets.public_host_keys,
         False,
         stack=STACK,
-        one_time_keys=tuple((n, k.public) for n, k in secrets.one_time_keys),
+        published_keys=tuple(published(lab).items()),
     )
     return fleet.converge_stack(lab.settings, bundles, access, report=report)
 
@@ -99,7 +102,7 @@ def first(
     sim_lab: Lab,
     secrets: Secrets,
     bundles: dict[str, Bundle],
-    one_time_fingerprints: dict[str, str],
+    published_fingerprints: dict[str, str],
 ) -> tuple[fleet.Outcome, list[str]]:
     reports: list[str] = []
     outcome = converge(sim_lab, secrets, bundles, report=reports.append)
@@ -109,16 +112,23 @@ def first(
 # --------------------------------------------------------------------------- first converge
 
 
-def test_first_converge_proves_each_vm_by_its_one_time_key(first, bundles, one_time_fingerprints):
+def test_first_converge_proves_each_vm_by_the_key_it_published(
+    first, sim_lab, bundles, published_fingerprints
+):
     """The VMs already carry every non-secret file (their first boot wrote them): the first
     converge brings the secret ones and the shared host keys, and only to a VM that proved it
-    holds its one-time key."""
+    holds the key it published; then the node publishes the shared key it serves."""
     outcome, _ = first
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
+    shared = next(k for k in bundles["repo1"].files if k.path == f"{PATHS.host_key('ed25519')}.pub")
     for name, result in outcome.results.items():
-        assert result.verified == "one-time", result
+        assert result.verified == "published", result
+        assert result.host_key == published_fingerprints[name]
         expected = {f.path for f in bundles[name].files if f.secret or PATHS.is_host_key(f.path)}
         assert set(result.changed) == expected, result.changed
+    now = published(sim_lab)
+    for n in sim_lab.nodes:
+        assert now[n.name].split() == shared.content.decode().split()[:2], n.name
 
 
 def test_files_match_the_render_byte_for_byte(first, sim_lab, bundles):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from components.bundle import authorized_keys, render_cluster
+from components.bundle import PATHS, authorized_keys, render_cluster
 from components.bundle.guestinfo import STACK_MARKER
 from components.lab import Lab, node_exec
 from components.lab import image as labimage
 from components.lab import secrets as labsecrets
 from components.lab import vcsim as labvcsim
-from tests.lab.labkit import ROOT, STACK, fab, in_node, qemu_processes, sh, ssh
+from tests.lab.labkit import ROOT, STACK, fab, in_node, keyscan, qemu_processes, sh, ssh
 
 pytestmark = pytest.mark.lab
 
@@ -62,6 +62,24 @@ def test_each_vm_read_its_user_data_byte_for_byte_from_its_guestinfo(sim_lab: La
         assert extra["guestinfo.local-ipv4"] == str(n.address.ip)  # published by the guest
 
 
+def test_no_private_key_or_secret_in_any_vm_configuration(sim_lab: Lab, bundles):
+    """Whatever vcsim shows of each VM (its extraConfig, the user-data decoded) holds no
+    private key, no keyring, no auth_pass: the VM made its own host key and published only
+    its public half, which is the key sshd serves."""
+    s = sim_lab.settings
+    secrets = labsecrets.load_or_create(s, STACK, ROOT)
+    needles = ["PRIVATE KEY", "auth_pass", "[client.", secrets.vrrp_auth_pass]
+    for n in sim_lab.nodes:
+        extra = labvcsim.extra_config(s, n.name)
+        texts = [*extra.values(), bundles[n.name].user_data]
+        texts.append(gzip.decompress(base64.b64decode(extra["guestinfo.metadata"])).decode())
+        for needle in needles:
+            assert not any(needle in text for text in texts), f"{n.name}: {needle[:12]}"
+        own = extra[PATHS.host_key_guestinfo]
+        served = keyscan(n, "ed25519").split()[1:3]
+        assert own.split() == served, f"{n.name}: publishes {own}, serves {served}"
+
+
 def test_first_boot_installed_what_the_template_lacked_from_the_lab_source(sim_lab: Lab):
     image = labimage.Image(Path(sim_lab.image_file.read_text().strip()))
     served = image.apt.joinpath("Packages").read_text()
@@ -103,9 +121,10 @@ def test_the_bridge_forwards_nothing_out_of_the_lab(sim_lab: Lab):
     assert f" {sim_lab.gateway} " in addrs
 
 
-def test_ssh_reaches_each_vm_by_its_one_time_host_key(sim_lab: Lab, known_hosts: Path):
-    """The VMs are born with the one-time key their user-data carries: strict host-key
-    checking against exactly those (and the shared keys, not installed yet) lets ssh in."""
+def test_ssh_reaches_each_vm_by_the_host_key_it_published(sim_lab: Lab, known_hosts: Path):
+    """Each VM made its own host key at first boot and published the public half in its
+    guestinfo: strict host-key checking against exactly those (and the shared keys, not
+    installed yet) lets ssh in."""
     for n in sim_lab.nodes:
         r = ssh(sim_lab, n, known_hosts, "hostname")
         assert r.returncode == 0 and r.stdout.strip() == n.name, r.stderr

@@ -27,6 +27,7 @@ from components.cli import stack_state
 from components.converge.probe import VipSsh
 from components.lab import Lab, deploy, node_exec
 from components.lab import ceph as labceph
+from components.lab import secrets as labsecrets
 from components.lab import vcsim as labvcsim
 from components.lab.faults import LabFaults
 from tests.lab.labkit import ROOT, STACK, cluster_picture, in_node, sh, wait_for, what_is_left
@@ -160,6 +161,13 @@ def state_extra_config(state: dict, node: str) -> dict[str, str]:
     return extra
 
 
+USER_AND_META = ("guestinfo.userdata", "guestinfo.metadata")
+
+
+def decoded(value: str) -> str:
+    return gzip.decompress(base64.b64decode(value)).decode()
+
+
 def assert_vms_booted_from_their_guestinfo(plan: Lab) -> None:
     """Each node is a VM of its own, booted by cloud-init from the user-data `pulumi up` put in
     its guestinfo (as the provider read it back from vcsim), byte for byte; cloud-init then
@@ -178,6 +186,36 @@ def assert_vms_booted_from_their_guestinfo(plan: Lab) -> None:
     src = in_node("repo1", "findmnt", "-rn", "-o", "SOURCE", plan.settings.mount_point)
     assert src.strip().startswith("/dev/rbd"), src
     assert in_node("repo1", "sh", "-c", "ls /sys/bus/rbd/devices").split() == ["0"]
+
+
+def assert_no_secret_outside_secret_envelopes(plan: Lab) -> None:
+    """No private key, keyring or auth_pass in any VM's extraConfig in vcsim (its user-data
+    decoded as `pulumi up` sent it) nor in `pulumi stack export` outside the secret
+    envelopes; each node's converge step records, in the state, the key it trusted: the one
+    the VM published."""
+    revealed = json.loads(lab_pulumi("stack", "export", "--show-secrets").stdout)
+    shared, auth_pass = stack_state.secrets_from_export(STACK, revealed)
+    assert auth_pass
+    needles = ["PRIVATE KEY", auth_pass, labsecrets.ceph_key(plan.settings, STACK, ROOT)]
+    needles += [ln for k in shared for ln in k.private.splitlines()[-3:-1]]
+    export = lab_pulumi("stack", "export").stdout
+    for n in plan.nodes:
+        extra = labvcsim.extra_config(plan.settings, n.name)
+        sent = state_extra_config(revealed, n.name)
+        texts = [*extra.values(), *(decoded(sent[k]) for k in USER_AND_META)]
+        for needle in needles:
+            assert not any(needle in text for text in texts), f"{n.name}: {needle[:12]}"
+    for needle in needles:
+        assert needle not in export, f"stack export: {needle[:12]}"
+    steps = [
+        r["outputs"]
+        for r in revealed["deployment"]["resources"]
+        if r["type"].endswith(":NodeConverge")
+    ]
+    assert sorted((o["node"], o["verified"]) for o in steps) == [
+        ("repo1", "published"),
+        ("repo2", "published"),
+    ], steps
 
 
 def replace_repo1_vm(plan: Lab) -> None:
@@ -257,8 +295,10 @@ def test_make_lab_with_the_real_pulumi_up(plan: Lab, clean: str) -> None:
     assert_cluster(second)
     assert re.search(r"^Resources:\n\s+\d+ unchanged\n\n", second.stdout, re.M), second.stdout
     assert "NodeConverge" not in second.stdout.split("Resources:")[0].replace("same", "")
+    assert_no_secret_outside_secret_envelopes(plan)
 
     replace_repo1_vm(plan)
+    assert_no_secret_outside_secret_envelopes(plan)  # the new VM too
     master_vm_powered_off(plan)
 
     down = make("lab-down")

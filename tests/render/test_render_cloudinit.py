@@ -1,8 +1,8 @@
 """cloud-init documents: `cloud-init schema` accepts every user-data, every non-secret bundle
-file reaches the node byte for byte (write_files) and no secret one does, the node is born with
-its one-time host key only (ssh_keys), packages are installed in the converge's order and no
-service is started, and cloud-init's own VMware datasource and network renderer turn the
-meta-data into the customization's static address."""
+file reaches the node byte for byte (write_files) and no secret one does, no key at all (the
+node makes its own ed25519 host key), packages are installed in the converge's order and no
+service but the host key's publication is started, and cloud-init's own VMware datasource and
+network renderer turn the meta-data into the customization's static address."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import yaml
 
 from components.bundle import PATHS, Bundle, render_node
 from components.bundle.cloudinit import host_key_paths
-from components.bundle.hostkeys import HostKey
 from components.bundle.packages import install_commands as install_packages
 from tests.render.renderkit import AUTHORIZED, VARIANT_IDS, run, variant
 
@@ -46,7 +45,7 @@ def test_schema_check_can_fail(renders, tmp_path) -> None:
     assert run("cloud-init", "schema", "--config-file", str(path)).returncode != 0
 
 
-def assert_delivered(bundle: Bundle, one_time: HostKey) -> None:
+def assert_delivered(bundle: Bundle) -> None:
     doc = yaml.safe_load(bundle.user_data)
     host_keys = {f.path for f in bundle.files} & host_key_paths(
         [type("K", (), {"type": t})() for t in ("ed25519", "ecdsa", "rsa")]
@@ -57,10 +56,8 @@ def assert_delivered(bundle: Bundle, one_time: HostKey) -> None:
     written = {w["path"]: w for w in doc["write_files"]}
     # nothing more, or less: no secret file, no host key file (the converge brings them)
     assert set(written) == {f.path for f in bundle.files} - host_keys - secret
-    assert doc["ssh_keys"] == {
-        "ed25519_private": one_time.private,
-        "ed25519_public": one_time.public + "\n",
-    }
+    assert "ssh_keys" not in doc and "PRIVATE KEY" not in bundle.user_data
+    assert (doc["ssh_deletekeys"], doc["ssh_genkeytypes"]) == (True, ["ed25519"])
     for f in bundle.files:
         if f.path in host_keys or f.secret:
             continue
@@ -74,7 +71,7 @@ def assert_delivered(bundle: Bundle, one_time: HostKey) -> None:
 def test_every_file_is_in_user_data_byte_identical(vid, renders) -> None:
     r = renders[vid]
     for bundle in r.bundles.values():
-        assert_delivered(bundle, r.secrets.one_time_key(bundle.node.name))
+        assert_delivered(bundle)
         doc = yaml.safe_load(bundle.user_data)
         node = bundle.node
         assert doc["hostname"] == node.name
@@ -89,9 +86,12 @@ def test_every_file_is_in_user_data_byte_identical(vid, renders) -> None:
         assert "packages" not in doc and "package_update" not in doc
         install = install_packages(r.os_family, bundle.package_sources, bundle.packages)
         runcmd = doc["runcmd"]
-        # no service enabled or started: keepalived and the rbd unit need the secret files,
-        # which only the converge brings (it enables and starts them)
+        # first the VM publishes its own host key (the converge waits for it); no other service
+        # enabled or started: keepalived and the rbd unit need the secret files, which only the
+        # converge brings (it enables and starts them)
         assert runcmd == [
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", PATHS.publish_host_key_unit],
             *install,
             ["sysctl", "-p", "/etc/sysctl.d/90-repo-cluster.conf"],
             ["systemctl", "daemon-reload"],
@@ -109,7 +109,7 @@ def test_el7_first_boot_installs_epel_release_alone_first(renders) -> None:
         "yum -y makecache fast",
         "yum -y -q install epel-release keepalived psmisc xfsprogs ceph-common",
     ]
-    assert runcmd[: len(shell)] == shell  # before sysctl, units and services
+    assert runcmd[2 : 2 + len(shell)] == shell  # after the key's publication, before the rest
 
 
 def test_meta_data_network_matches_customization(renders) -> None:
@@ -231,9 +231,9 @@ ds.guestinfo_redact_keys(meta[ds.CLEANUP_GUESTINFO], sys.argv[1])
 
 
 def test_datasource_clears_the_user_data_once_read(renders, tmp_path) -> None:
-    """The user-data holds the node's one-time host key: cloud-init's own code, given our
-    meta-data, overwrites guestinfo.userdata through VMware Tools (a recording stand-in for
-    vmware-rpctool here)."""
+    """Nothing secret is in the user-data, and it is cleared all the same once read: cloud-init's
+    own code, given our meta-data, overwrites guestinfo.userdata through VMware Tools (a
+    recording stand-in for vmware-rpctool here)."""
     calls = tmp_path / "calls"
     rpctool = tmp_path / "vmware-rpctool"
     rpctool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n')

@@ -119,6 +119,21 @@ def test_systemd_accepts_rbd_unit(vid, renders, systemd_root) -> None:
         assert verify_unit(systemd_root, name, f.content) == "exit 0"
 
 
+@pytest.mark.parametrize("vid", VARIANT_IDS)
+def test_systemd_accepts_the_host_key_publication_unit(vid, renders, systemd_root) -> None:
+    r = renders[vid]
+    name = PATHS.publish_host_key_unit
+    script = systemd_root / PATHS.publish_host_key.lstrip("/")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    for bundle in r.bundles.values():
+        script.write_bytes(bundle.file(PATHS.publish_host_key).content)
+        script.chmod(0o755)
+        f = bundle.file(PATHS.unit_file(name))
+        assert b"\nWantedBy=multi-user.target\n" in f.content  # at every boot
+        assert verify_unit(systemd_root, name, f.content) == "exit 0"
+        assert verify_unit(systemd_root, name, f.content.replace(b"Type=", b"Typo=")) != "exit 0"
+
+
 def test_systemd_check_can_fail(renders, systemd_root) -> None:
     r = renders["lab-el7"]
     name = PATHS.rbd_unit(r.settings.rbd_image)
@@ -210,7 +225,7 @@ def test_keepalived_drop_in_facts(renders) -> None:
             ]
             conf = bundle.file("/etc/keepalived/keepalived.conf").content.decode()
             assert f"vrrp_instance {r.settings.vrrp_instance} {{" in conf.splitlines()
-            assert bundle.services == (PATHS.keepalived_unit,)
+            assert bundle.services == (PATHS.publish_host_key_unit, PATHS.keepalived_unit)
             assert bundle.on_demand == (rbd,)
 
 

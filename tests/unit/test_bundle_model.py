@@ -154,7 +154,7 @@ def test_package_sources_per_family(keys, family) -> None:
     s = lab(family)
     b = render_node(s, s.nodes[0], Secrets.resolve(s, keys, "abc"), AUTHORIZED)
     assert b.os_family == family
-    assert b.services == ("keepalived.service",)
+    assert b.services == ("repo-cluster-publish-host-key.service", "keepalived.service")
     # the rbd unit is installed, never enabled: only the MASTER maps, through its notify script
     assert b.on_demand == ("rbd-veeamrepo.service",)
     unit = b.file("/etc/systemd/system/rbd-veeamrepo.service").content.decode()

@@ -38,7 +38,13 @@ class FakeRunner:
         self.new_vm.append(new_vm)
         if self.error:
             raise RuntimeError(self.error)
-        return {"changed": ["/etc/a"], "count": 1, "first_contact_fingerprint": None}
+        return {
+            "changed": ["/etc/a"],
+            "count": 1,
+            "first_contact_fingerprint": None,
+            "host_key": "SHA256:k",
+            "verified": "published",
+        }
 
     def release(self, props: dict[str, Any]) -> None:
         self.released.append(props)
@@ -94,16 +100,17 @@ def test_create_and_update_converge_and_keep_inputs():
     created = provider.create({**props(), "changed": None, "count": None, "__provider": "p"})
     assert created.id == "repo1-converge"
     assert created.outs == {**props(), "changed": ["/etc/a"], "count": 1,
-                            "first_contact_fingerprint": None, "deferred": None}  # fmt: skip
+                            "first_contact_fingerprint": None, "deferred": None,
+                            "host_key": "SHA256:k", "verified": "published"}  # fmt: skip
     assert runner.converged == [props()]  # results and __provider are not runner inputs
     updated = provider.update("repo1-converge", created.outs, props(digest="d2"))
     assert updated.outs["digest"] == "d2"
     assert runner.converged[-1]["digest"] == "d2"
 
 
-def test_only_a_new_vm_is_trusted_by_its_one_time_key():
-    """Create and a replaced VM: the node is new (one-time key trusted, record forgotten);
-    any other update: the node was converged, its one-time key is worthless."""
+def test_only_a_new_vm_is_trusted_by_the_key_it_publishes():
+    """Create and a replaced VM: the node is new (its published key read, record forgotten);
+    any other update: the node was converged and serves the shared key."""
     runner = FakeRunner()
     provider = cr.NodeConvergeProvider(runner)
     created = provider.create(props())
@@ -112,13 +119,46 @@ def test_only_a_new_vm_is_trusted_by_its_one_time_key():
     assert runner.new_vm == [True, False, True]
 
 
-def test_runner_target_carries_the_one_time_key_only_for_a_new_vm(tmp_path):
-    one_time = hostkeys.one_time("root@repo1 one-time").public
-    p = props(one_time_host_key=one_time, record=str(tmp_path / "r.json"))
-    new = cr.SshRunner()._target(p, False, new_vm=True)
-    assert (new.one_time_key, new.record) == (one_time, str(tmp_path / "r.json"))
-    assert cr.SshRunner()._target(p, False, new_vm=False).one_time_key is None
-    assert new.first_contact_secrets is False
+VCENTER = {
+    "server": "127.0.0.1:8989",
+    "user": "user",
+    "unverified_ssl": True,
+    "stack_id": "repo-cluster/sim",
+}
+
+
+def test_runner_reads_the_published_key_from_vcenter_and_trusts_exactly_it(tmp_path, monkeypatch):
+    """A new VM: the key is waited for (the VM is booting) with the stack's vCenter and
+    marker; with trust_first_contact it is read once (a VM publishing none is then a first
+    contact). The target trusts exactly that key, for that node."""
+    from components.vcenter import published
+
+    key = hostkeys.generate("root@repo1")[0].public
+    calls: list[tuple[str, Any]] = []
+
+    def wait(vc, stack_id, node, timeout, log=None):
+        calls.append(("wait", (vc, stack_id, node)))
+        return key
+
+    def read(vc, stack_id, names):
+        calls.append(("read", (vc, stack_id, tuple(names))))
+        return {}
+
+    monkeypatch.setattr(published, "wait", wait)
+    monkeypatch.setattr(published, "read", read)
+    p = props(vcenter=VCENTER, vcenter_password="pass", record=str(tmp_path / "r.json"))
+    runner = cr.SshRunner()
+    assert runner._published(p, first_contact=False) == key
+    vc = published.VCenter("127.0.0.1:8989", "user", "pass", True)
+    assert calls == [("wait", (vc, "repo-cluster/sim", "repo1"))]
+    assert runner._published(p, first_contact=True) is None
+    assert calls[-1] == ("read", (vc, "repo-cluster/sim", ("repo1",)))
+    assert runner._published(props(), first_contact=False) is None  # no vCenter given
+    target = runner._target(p, False, key)
+    assert (target.published_key, target.record) == (key, str(tmp_path / "r.json"))
+    assert runner._target(p, False).published_key is None
+    assert target.first_contact_secrets is False
+    assert "pass" not in repr(vc)  # the password never shows in a message
 
 
 class DownRunner(FakeRunner):
@@ -261,7 +301,7 @@ def test_registration_under_mocks(bundle):
     assert inputs["known_host_keys"] == publics
     assert inputs["trust_first_contact"] is True
     assert "__provider" in inputs
-    assert mocks.secret_outputs["repo1-converge"] == ["bundle"]
+    assert mocks.secret_outputs["repo1-converge"] == ["bundle", "vcenter_password"]
     deps = mocks.dependencies["repo1-converge"]
     assert [d.rsplit("$", 1)[-1] for d in deps] == [
         "vsphere:index/virtualMachine:VirtualMachine::repo1-vm"

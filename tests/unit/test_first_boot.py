@@ -1,6 +1,7 @@
-"""First boot carries no secret: the user-data (the VM's guestinfo) holds every non-secret
-bundle file, the operator's keys and the node's one-time host key, and nothing of the secret
-files, the shared private host keys, the keyring or the auth_pass; it starts no service."""
+"""First boot carries no secret and no key: the user-data (the VM's guestinfo) holds every
+non-secret bundle file and the operator's public keys, and nothing of the secret files, no
+private key at all (the VM makes its own host key), no keyring, no auth_pass; it starts no
+service but the publication of the VM's own host key."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 import yaml
 
 from components.bundle import PATHS, Secrets, hostkeys, render_cluster
-from components.bundle.secrets import PLACEHOLDER_ONE_TIME_COMMENT
 from tests.kit import stack_settings
 
 pytestmark = pytest.mark.unit
@@ -33,10 +33,7 @@ def secret_needles(secrets: Secrets) -> list[str]:
 def test_user_data_holds_no_secret_byte(stack) -> None:
     s = stack_settings(stack)
     s = s.__class__(**{**s.__dict__, "ceph_keyring": s.ceph_keyring.__class__(KEYRING)})
-    one_time = {n.name: hostkeys.one_time(f"root@{n.name} one-time") for n in s.nodes}
-    secrets = Secrets.resolve(
-        s, hostkeys.generate("root@t"), vrrp_auth_pass=AUTH, one_time_keys=one_time
-    )
+    secrets = Secrets.resolve(s, hostkeys.generate("root@t"), vrrp_auth_pass=AUTH)
     assert secrets.ceph_keyring == KEYRING
     for name, bundle in render_cluster(s, secrets, AUTHORIZED).items():
         doc = yaml.safe_load(bundle.user_data)
@@ -51,28 +48,25 @@ def test_user_data_holds_no_secret_byte(stack) -> None:
         assert written == {
             f.path for f in bundle.files if not f.secret and not PATHS.is_host_key(f.path)
         }
-        # the one private key in it: the node's own one-time key, ed25519 only
-        assert doc["ssh_keys"] == {
-            "ed25519_private": one_time[name].private,
-            "ed25519_public": one_time[name].public + "\n",
-        }
+        # no key at all: the template's are deleted, the VM makes its own ed25519 key
+        assert "PRIVATE KEY" not in "".join(blobs)
+        assert "ssh_keys" not in doc
         assert doc["ssh_deletekeys"] is True
+        assert doc["ssh_genkeytypes"] == ["ed25519"]
 
 
-def test_first_boot_starts_no_service() -> None:
+def test_first_boot_starts_only_the_host_key_publication() -> None:
+    """First thing, the VM publishes the host key it made (the converge waits for it); no
+    other unit is enabled or started: keepalived and the rbd unit need the secret files."""
     s = stack_settings("lab")
     for bundle in render_cluster(s, Secrets.resolve(s), AUTHORIZED).values():
         runcmd = yaml.safe_load(bundle.user_data)["runcmd"]
-        starts = [c for c in runcmd if isinstance(c, list) and c[:1] == ["systemctl"]]
+        assert runcmd[:2] == [
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", PATHS.publish_host_key_unit],
+        ]
+        starts = [c for c in runcmd[2:] if isinstance(c, list) and c[:1] == ["systemctl"]]
         assert starts == [["systemctl", "daemon-reload"]]
         assert not any("keepalived" in str(c) or "rbd-" in str(c) for c in runcmd[-2:])
-
-
-def test_without_a_one_time_key_a_public_placeholder_is_rendered() -> None:
-    s = stack_settings("lab")
-    a, b = Secrets.resolve(s), Secrets.resolve(s)
-    assert a.one_time_key("repo1") == b.one_time_key("repo1")  # deterministic
-    assert a.one_time_key("repo1") != a.one_time_key("repo2")
-    assert a.one_time_key("repo1").comment == PLACEHOLDER_ONE_TIME_COMMENT
-    real = hostkeys.one_time("c")
-    assert Secrets.resolve(s, one_time_keys={"repo1": real}).one_time_key("repo1") == real
+        written = {w["path"] for w in yaml.safe_load(bundle.user_data)["write_files"]}
+        assert {PATHS.publish_host_key, PATHS.unit_file(PATHS.publish_host_key_unit)} <= written

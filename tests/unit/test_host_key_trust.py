@@ -1,7 +1,8 @@
 """Host-key trust of the converge against a real SSH server (paramiko's, on 127.0.0.1): first
 contact means first (recorded, one connection), a changed key is refused naming both
-fingerprints, the one-time key is trusted only until the node is converged, and the secret
-files go only to a proven host (or, on a lab stack, to one trusted on first contact)."""
+fingerprints, the key a VM publishes is trusted for that VM (the record notwithstanding), and
+the secret files go only to a proven host (or, on a lab stack, to one trusted on first
+contact)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import pytest
 
 from components.bundle import Secrets, hostkeys, render_node
 from components.converge import node as converge
-from components.converge import ssh, trust
+from components.converge import ssh
 from components.converge.facts import UnitState
 from components.converge.trust import Verified
-from tests.kit import stack_settings, write_operator_key
+from tests.kit import stack_settings, vm_host_key, write_operator_key
 
 pytestmark = pytest.mark.unit
 
@@ -75,7 +76,7 @@ class Sshd:
 
 @pytest.fixture
 def sshd() -> Iterator[Sshd]:
-    server = Sshd(hostkeys.one_time("own"))
+    server = Sshd(vm_host_key("own"))
     yield server
     server.close()
 
@@ -119,7 +120,7 @@ def test_first_contact_is_one_connection_recorded_then_a_changed_key_is_refused(
     # the same key again: recorded, not a new first contact
     assert connect(target(tmp_path, sshd, trust_first_contact=True))[0] is Verified.RECORDED
     # another key at the same node: refused, whatever the flag says
-    sshd.key = hostkeys.one_time("intruder")
+    sshd.key = vm_host_key("intruder")
     with pytest.raises(ssh.HostKeyError) as e:
         connect(target(tmp_path, sshd, trust_first_contact=True))
     assert own in str(e.value) and sshd.key.fingerprint in str(e.value)
@@ -130,7 +131,7 @@ def test_a_converged_node_never_gets_first_contact_again(tmp_path, sshd):
     sshd.key = SHARED_ED
     assert connect(target(tmp_path, sshd))[0] is Verified.SHARED
     assert json.loads((tmp_path / "first-contact.json").read_text())["repo1"]["via"] == "shared"
-    sshd.key = hostkeys.one_time("reinstalled or a man in the middle")
+    sshd.key = vm_host_key("reinstalled or a man in the middle")
     with pytest.raises(ssh.HostKeyError, match="changed host key"):
         connect(target(tmp_path, sshd, trust_first_contact=True))
 
@@ -141,25 +142,24 @@ def test_a_key_other_than_the_shared_one_is_refused_naming_both(tmp_path, sshd):
     assert sshd.key.fingerprint in str(e.value) and SHARED_ED.fingerprint in str(e.value)
     assert "refused" in str(e.value)
     with pytest.raises(ssh.HostKeyError, match="--trust-first-contact"):
-        connect(target(tmp_path, sshd, one_time_key=hostkeys.one_time("x").public))
+        connect(target(tmp_path, sshd, published_key=vm_host_key("x").public))
 
 
-def test_the_one_time_key_is_trusted_until_the_node_is_converged(tmp_path, sshd):
-    born_with = sshd.key
-    one_time = born_with.public
-    assert connect(target(tmp_path, sshd, one_time_key=one_time))[0] is Verified.ONE_TIME
-    sshd.key = SHARED_ED  # the converge installed the shared keys
-    assert connect(target(tmp_path, sshd, one_time_key=one_time))[0] is Verified.SHARED
-    # someone who read the one-time key from the VM's extraConfig: worthless now
-    sshd.key = born_with
+def test_the_published_key_is_trusted_for_the_vm_that_publishes_it(tmp_path, sshd):
+    made_at_boot = sshd.key
+    published = made_at_boot.public
+    assert connect(target(tmp_path, sshd, published_key=published))[0] is Verified.PUBLISHED
+    sshd.key = SHARED_ED  # the converge installed the shared keys; the VM publishes that now
+    shared = SHARED_ED.public
+    assert connect(target(tmp_path, sshd, published_key=shared))[0] is Verified.SHARED
+    # its first-boot key, from an old copy of its disk: neither shared nor published now
+    sshd.key = made_at_boot
     with pytest.raises(ssh.HostKeyError, match="changed host key"):
-        connect(target(tmp_path, sshd, one_time_key=one_time))
-    # a new VM at that node (the record forgotten): trusted by it again
-    trust.SeenNodes(tmp_path / "first-contact.json").forget("repo1")
-    assert connect(target(tmp_path, sshd, one_time_key=one_time))[0] is Verified.ONE_TIME
-
-
-# --------------------------------------------------------------------------- secrets
+        connect(target(tmp_path, sshd, published_key=shared))
+    # a new VM behind the node's name publishes its own key: trusted, whatever the record
+    sshd.key = vm_host_key("the replacement VM")
+    new = sshd.key.public
+    assert connect(target(tmp_path, sshd, published_key=new))[0] is Verified.PUBLISHED
 
 
 class FakeConn:
@@ -211,14 +211,14 @@ def sim_bundle():
         (Verified.FIRST_CONTACT, False, False),
         (Verified.RECORDED, False, False),
         (Verified.FIRST_CONTACT, True, True),
-        (Verified.ONE_TIME, False, True),
+        (Verified.PUBLISHED, False, True),
         (Verified.SHARED, False, True),
     ],
 )
 def test_secret_files_go_only_to_a_proven_host(node_facts, how, lab, sent):
     bundle = sim_bundle()
     secret = {f.path for f in bundle.files if f.secret}
-    own = hostkeys.one_time("own")
+    own = vm_host_key("own")
     result = converge.converge_node(FakeConn(own), bundle, verified=how, first_contact_secrets=lab)  # type: ignore[arg-type]
     written = [p for batch in node_facts for p in batch]
     assert not (secret & set(written)) if not sent else secret <= set(written)
@@ -232,20 +232,26 @@ def test_secret_files_go_only_to_a_proven_host(node_facts, how, lab, sent):
         assert set(written) == {f.path for f in bundle.files} - secret
 
 
-def test_cli_trusts_the_one_time_keys_of_nodes_the_state_has_not_converged() -> None:
-    from components.cli.common import CONVERGE_TYPE, ONE_TIME_TYPE, one_time_keys
+def test_a_published_key_counts_only_from_a_vm_of_this_stack() -> None:
+    """The extraConfig of a VM named like the node: its published ed25519 key counts only
+    when the VM carries this stack's marker; anything else published is no key."""
+    from components.bundle.guestinfo import STACK_MARKER
+    from components.bundle.paths import PATHS
+    from components.vcenter.published import published_in
 
-    def res(typ: str, **outs: str) -> dict[str, Any]:
-        return {"type": typ, "outputs": outs}
+    def opt(key: str, value: str) -> Any:
+        return type("Opt", (), {"key": key, "value": value})()
 
-    export = {
-        "deployment": {
-            "resources": [
-                res(ONE_TIME_TYPE, node="repo1", public_key="ssh-ed25519 AAAA1"),
-                res(ONE_TIME_TYPE, node="repo2", public_key="ssh-ed25519 AAAA2"),
-                res(CONVERGE_TYPE, node="repo1"),
-            ]
-        }
-    }
-    assert one_time_keys(export) == (("repo2", "ssh-ed25519 AAAA2"),)
-    assert one_time_keys({}) == ()
+    key = vm_host_key("made at boot").public
+    ours = opt(STACK_MARKER, "repo-cluster/sim")
+    fields = " ".join(key.split()[:2])
+    assert published_in([ours, opt(PATHS.host_key_guestinfo, key)], "repo-cluster/sim") == fields
+    assert published_in([ours, opt(PATHS.host_key_guestinfo, key)], "repo-cluster/lab") is None
+    assert published_in([opt(PATHS.host_key_guestinfo, key)], "repo-cluster/sim") is None
+    assert published_in([ours], "repo-cluster/sim") is None
+    rsa = opt(PATHS.host_key_guestinfo, "ssh-rsa AAAAB3Nza")
+    assert published_in([ours, rsa], "repo-cluster/sim") is None
+    assert (
+        published_in([ours, opt(PATHS.host_key_guestinfo, "ssh-ed25519")], "repo-cluster/sim")
+        is None
+    )

@@ -235,14 +235,20 @@ def test_units(changed, states, expected):
 
 # --------------------------------------------------------------------------- daemons
 
+# after the restart, the node publishes the key sshd now serves in its guestinfo
+PUBLISH = "systemctl restart repo-cluster-publish-host-key.service"
 SSHD = [
-    pytest.param("el7", [HOSTKEY.path], True, ["sshd -t", "systemctl restart sshd.service"]),
-    pytest.param("debian", [HOSTKEY.path], True, ["sshd -t", "systemctl restart ssh.service"]),
+    pytest.param(
+        "el7", [HOSTKEY.path], True, ["sshd -t", "systemctl restart sshd.service", PUBLISH]
+    ),
+    pytest.param(
+        "debian", [HOSTKEY.path], True, ["sshd -t", "systemctl restart ssh.service", PUBLISH]
+    ),
     pytest.param(
         "debian",
         [],
         False,
-        ["sshd -t", "systemctl restart ssh.service"],
+        ["sshd -t", "systemctl restart ssh.service", PUBLISH],
         id="keys in place but sshd still serves its own: restart",
     ),
     pytest.param("debian", [CONF.path], True, [], id="second run: nothing"),
@@ -352,6 +358,7 @@ def test_an_owed_reload_runs_though_every_file_matches():
     assert ops.restart_sshd("debian", [], True, ["sshd"]) == [
         "sshd -t",
         "systemctl restart ssh.service",
+        PUBLISH,
     ]
     assert ops.clear_owed("keepalived") == "rm -f /var/lib/repo-cluster/pending/keepalived"
 

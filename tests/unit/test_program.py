@@ -25,7 +25,6 @@ VM = "vsphere:index/virtualMachine:VirtualMachine"
 PROVIDER = "pulumi:providers:vsphere"
 HOST_KEYS = "pulumi-python:dynamic/repo-cluster:HostKeys"
 AUTH_PASS = "pulumi-python:dynamic/repo-cluster:AuthPass"
-ONE_TIME = "pulumi-python:dynamic/repo-cluster:OneTimeHostKey"
 RULE = "vsphere:index/computeClusterVmAntiAffinityRule:ComputeClusterVmAntiAffinityRule"
 PASSWORD = "vc-Pa55-word"
 KEYRING = "AQBvaBFZAAAAABAAcUVJcmyBJ2uZ0lA7cHl2AQ=="
@@ -62,15 +61,6 @@ def program_secrets(run: Any) -> tuple[tuple[HostKey, ...], str]:
     )
     (auth,) = run.of_type(AUTH_PASS)
     return host_keys, rpc.unwrap_rpc_secret(auth.outputs["result"])
-
-
-def one_time_keys(run: Any) -> dict[str, HostKey]:
-    """Node -> the one-time host key its OneTimeHostKey resource created."""
-    out = {}
-    for r in run.of_type(ONE_TIME):
-        o = {k: rpc.unwrap_rpc_secret(v) for k, v in r.outputs.items()}
-        out[o["node"]] = HostKey(o["type"], o["private_key"], o["public_key"])
-    return out
 
 
 def decode(value: str) -> bytes:
@@ -137,12 +127,7 @@ def test_guestinfo_is_the_rendered_first_boot_documents(lab, lab_config, root) -
     byte, and no longer the bundle's files (the secret ones arrive with the converge)."""
     s = settings.load(lab_config())
     host_keys, auth_pass = program_secrets(lab)
-    one_time = one_time_keys(lab)
-    assert sorted(one_time) == ["repo1", "repo2"]
-    assert one_time["repo1"].public != one_time["repo2"].public
-    secrets = Secrets.resolve(
-        s, host_keys=host_keys, vrrp_auth_pass=auth_pass, one_time_keys=one_time
-    )
+    secrets = Secrets.resolve(s, host_keys=host_keys, vrrp_auth_pass=auth_pass)
     authorized = authorized_keys(s, root)
     for node in s.nodes:
         bundle = render_node(s, node, secrets, authorized)
@@ -152,12 +137,9 @@ def test_guestinfo_is_the_rendered_first_boot_documents(lab, lab_config, root) -
         assert decode(extra["guestinfo.userdata"]) == bundle.user_data.encode()
         assert decode(extra["guestinfo.metadata"]) == bundle.meta_data.encode()
         assert extra["repo-cluster.stack"] == "repo-cluster/lab"
-        # the one private key in it is the node's one-time key, none of the shared set
-        ssh_keys = yaml.safe_load(bundle.user_data)["ssh_keys"]
-        assert ssh_keys == {
-            "ed25519_private": one_time[node.name].private,
-            "ed25519_public": one_time[node.name].public + "\n",
-        }
+        # no key in it at all: the VM makes its own and publishes the public half
+        assert "ssh_keys" not in yaml.safe_load(bundle.user_data)
+        assert b"PRIVATE KEY" not in decode(extra["guestinfo.userdata"])
 
 
 def test_no_secret_byte_in_any_vm_extra_config(lab) -> None:
@@ -282,8 +264,14 @@ def test_each_node_gets_a_converge_step_with_its_bundle_as_a_secret(lab) -> None
         assert step.inputs["vm_id"] == lab.vms[name].id
         assert rpc.is_rpc_secret(step.inputs["bundle"])
         assert step.inputs["trust_first_contact"] is False
-        # the first converge trusts the VM by its one-time key: exactly that public half
-        assert step.inputs["one_time_host_key"] == one_time_keys(lab)[name].public
+        # the first converge reads the key the VM publishes from this vCenter, for this stack
+        assert step.inputs["vcenter"] == {
+            "server": "vcenter.skunkworks.local",
+            "user": "administrator@vsphere.local",
+            "unverified_ssl": False,
+            "stack_id": "repo-cluster/lab",
+        }
+        assert rpc.unwrap_rpc_secret(step.inputs["vcenter_password"]) == PASSWORD
         assert step.inputs["first_contact_secrets"] is False  # not a lab stack
         assert step.inputs["record"].endswith("/repo-cluster/lab/first-contact.json")
 
@@ -397,10 +385,6 @@ def test_secrets_are_secret_outputs(lab, resolve) -> None:
     assert resolve(cluster.secrets)[1] is True
     for bundle in cluster.bundles.values():
         assert resolve(bundle)[1] is True
-    for key in cluster.one_time_keys.values():
-        assert resolve(key.private_key)[1] is True
-        assert resolve(key.key)[1] is True
-        assert resolve(key.public_key)[1] is False
 
 
 def test_secret_inputs_carry_the_secret_marker(lab) -> None:
@@ -409,6 +393,8 @@ def test_secret_inputs_carry_the_secret_marker(lab) -> None:
     assert rpc.unwrap_rpc_secret(provider.inputs["password"]) == PASSWORD
     for vm in lab.vms.values():
         assert rpc.is_rpc_secret(vm.inputs["extraConfig"])
+    for step in lab.of_type(CONVERGE):
+        assert rpc.is_rpc_secret(step.inputs["vcenter_password"])
 
 
 def test_no_secret_in_clear_anywhere(lab) -> None:
@@ -416,7 +402,6 @@ def test_no_secret_in_clear_anywhere(lab) -> None:
     secret_values = [PASSWORD, KEYRING, auth_pass]
     # a line of each private key's secret part (its first lines are the same for every key)
     secret_values += [k.private.splitlines()[-2] for k in host_keys]
-    secret_values += [k.private.splitlines()[-2] for k in one_time_keys(lab).values()]
     registered = [r.inputs for r in lab.mocks.registrations]
     registered += [r.outputs for r in lab.mocks.registrations]
     clear = [s for value in registered for s in plain_strings(value)]
