@@ -5,13 +5,14 @@
 
 Builds a fresh sim lab (`components.lab.lab_up`), then per run starts from a freshly converged
 healthy cluster and measures "fault injected -> the survivor holds the VIP, has the volume
-mounted and answers SSH on the VIP" (at the lab target's pace: a look and an ssh probe of the
-VIP every second, the lab's VMs being emulated) for: the MASTER's link down, keepalived
-SIGKILLed on the MASTER, the MASTER's VM powered off (its QEMU killed), split into phases by
-the survivor's notify log (VRRP takeover, Ceph fence, krbd map, mount, first SSH answer on
-the VIP). Then N switchovers back and forth (`fab switchover`'s code) with the longest ssh
-outage on the VIP. The VRRP floor is 3 x advert_int + skew, skew = (256 -
-priority) / 256 x advert_int of the BACKUP. Prints median, p90, min, max; never asserts.
+mounted and answers SSH on the VIP" (at the lab target's pace: a look at the nodes every 1.5 s
+and an ssh probe of the VIP every 2 s, the lab's VMs being emulated) for: the MASTER's link
+down, keepalived SIGKILLed on the MASTER, the MASTER's VM powered off (its QEMU killed), split
+into phases by the survivor's notify log (VRRP takeover, Ceph fence, krbd map, mount, first
+SSH answer on the VIP). Then N switchovers back and forth (`fab switchover`'s code) with the
+longest ssh outage on the VIP. The VRRP floor is 3 x advert_int + skew, skew = (256 -
+priority) / 256 x advert_int of the BACKUP.
+Prints median, p90, min, max; never asserts.
 Profiles: ``default`` is the stack's (the article's VRRP v2, advert_int 1 s); ``fast`` is VRRP
 v3 with 200 ms adverts and the second gratuitous-ARP burst after 1 s (vrrpVersion 3,
 advertIntervalMs 200, garpMasterDelay 1), brought to the running cluster by the converge's
@@ -145,15 +146,15 @@ def bench(plan: lab.Lab, profile: str, runs: int) -> None:
         f"\nprofile {profile}: VRRP v{s.vrrp_version}, floor (3 x advert_int "
         f"{s.advert_int_text}s + skew of priority {backup}): {floor:.2f}s"
     )
-    print(f"{'seconds':<44} {'median':>7} {'p90':>7} {'min':>7} {'max':>7}")
+    print(f"{'seconds':<50} {'median':>7} {'p90':>7} {'min':>7} {'max':>7}")
     for label, xs in table.items():
-        print(f"{'failover, ' + label + ' -> survivor serves':<44} {figures(xs)}")
+        print(f"{'failover, ' + label + ' -> survivor serves':<50} {figures(xs)}")
         names = [name for name, _ in PHASES] + ["serve: mounted -> SSH on the VIP answers"]
         for k, name in enumerate(names):
-            print(f"{'  ' + name:<44} {figures([p[k] for p in split.get(label, [])])}")
-    print(f"{'switchover, start -> peer MASTER+VIP+mount':<44} {figures(moves)}")
+            print(f"{'  ' + name:<50} {figures([p[k] for p in split.get(label, [])])}")
+    print(f"{'switchover, start -> peer MASTER+VIP+mount':<50} {figures(moves)}")
     label = f"switchover, ssh outage (probe every {target.pace.probe:g} s)"
-    print(f"{label:<44} {figures(outages)}\n")
+    print(f"{label:<50} {figures(outages)}\n")
 
 
 def main() -> None:
