@@ -11,8 +11,10 @@ Host keys (components/converge/trust.py): on create, and on an update whose ``vm
 changed (a replaced VM), the node is a new VM: the converge reads, over the vSphere API, the
 host key the VM made at first boot and published in its guestinfo
 (components/vcenter/published.py), waiting while it boots, and trusts exactly that key
-besides the shared ones. Any other update trusts only the shared keys (plus, with
-``trust_first_contact``, what the record allows). The secret files go only to a node proven
+besides the shared ones; and the key ``nodes[].hostKey`` confirms, if the stack gives one
+(then the published key is read once, not waited for: an adopted server may publish none).
+Any other update trusts only the shared keys (plus, with ``trust_first_contact``, what the
+record allows). The secret files go only to a node proven
 by one of those keys, or on a lab stack (``first_contact_secrets``) to one trusted on first
 contact. The outputs ``host_key`` and ``verified`` keep, in the stack's state, the key each
 converge was shown and how it was trusted.
@@ -105,34 +107,30 @@ class SshRunner:
     ) -> Any:
         from components.converge.ssh import Access
 
-        node = str(props["node"])
+        node, confirmed = str(props["node"]), props.get("confirmed_host_key")
         access = Access(
             user=str(props["ssh_user"]),
             key_file=str(props["key_file"]),
             known_keys=tuple(props["known_host_keys"]),
             trust_first_contact=first_contact,
             published_keys=((node, published),) if published else (),
+            confirmed_keys=((node, str(confirmed)),) if confirmed else (),
             record=str(props["record"]) if props.get("record") else None,
             first_contact_secrets=bool(props.get("first_contact_secrets")),
         )
         return access.target(node, str(props["ip"]))
 
-    def _published(self, props: dict[str, Any], first_contact: bool) -> str | None:
-        """The host key the new VM publishes, waited for while it boots (read once with
-        ``trust_first_contact``: a VM that publishes none is then trusted on first contact)."""
+    def _published(self, props: dict[str, Any], once: bool) -> str | None:
+        """The host key the new VM publishes, waited for while it boots (read ``once`` when
+        the node has another way in: first contact, a confirmed key)."""
         from components.vcenter import published
 
         where = props.get("vcenter")
         if not isinstance(where, dict):
             return None
-        vc = published.VCenter(
-            str(where["server"]),
-            str(where["user"]),
-            str(props.get("vcenter_password") or ""),
-            bool(where.get("unverified_ssl")),
-        )
+        vc = published.VCenter.of_props(where, str(props.get("vcenter_password") or ""))
         node, stack_id = str(props["node"]), str(where["stack_id"])
-        if first_contact:
+        if once:
             return published.read(vc, stack_id, [node]).get(node)
         return published.wait(vc, stack_id, node, BOOT_TIMEOUT, log=log_info)
 
@@ -144,7 +142,9 @@ class SshRunner:
 
         first_contact = bool(props["trust_first_contact"])
         wait_for_ssh(str(props["ip"]), timeout=BOOT_TIMEOUT if new_vm else REACH_TIMEOUT)
-        key = self._published(props, first_contact) if new_vm else None
+        # a node with another way in (first contact, a confirmed key) is not waited for
+        once = first_contact or bool(props.get("confirmed_host_key"))
+        key = self._published(props, once) if new_vm else None
         target = self._target(props, first_contact, key)
         if new_vm and target.record:  # a new machine: nothing was seen of it yet
             trust.SeenNodes(Path(target.record)).forget(target.name)
@@ -249,8 +249,10 @@ class NodeConvergeArgs:
     vcenter: dict[str, Any] | None = None
     """Where the node's VM publishes its host key: ``server``, ``user``, ``unverified_ssl``,
     ``stack_id`` (the VMs' stack marker); None: not read (first contact only)."""
-    vcenter_password: pulumi.Input[str] | None = None
+    vcenter_password: pulumi.Input[str] = ""
     """The vCenter password (kept as a secret)."""
+    confirmed_host_key: str | None = None
+    """The fingerprint of the node's host key confirmed out of band (nodes[].hostKey)."""
     record: str | None = None
     """The stack's record of seen host keys (trust.record_path); None: no record."""
     first_contact_secrets: bool = False
@@ -285,11 +287,8 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
             "known_host_keys": args.known_host_keys,
             "trust_first_contact": args.trust_first_contact,
             "vcenter": args.vcenter,
-            "vcenter_password": (
-                None
-                if args.vcenter_password is None
-                else pulumi.Output.secret(args.vcenter_password)
-            ),
+            "vcenter_password": pulumi.Output.secret(args.vcenter_password),
+            "confirmed_host_key": args.confirmed_host_key,
             "record": args.record,
             "first_contact_secrets": args.first_contact_secrets,
             **dict.fromkeys(RESULTS),

@@ -117,7 +117,13 @@ KEYS: tuple[Key, ...] = (
     _k("osFamily", str, "el7", "Node OS: el7, el8, el9, debian or ubuntu."),
     # --- network
     _k("domain", str, REQUIRED, "DNS domain of the nodes (skunkworks.local)."),
-    _k("nodes", list, REQUIRED, "Repo nodes: list of {name, ip, priority}."),
+    _k(
+        "nodes",
+        list,
+        REQUIRED,
+        "Repo nodes: list of {name, ip, priority[, hostKey]}; hostKey: the fingerprint "
+        "(SHA256:...) of a node's SSH host key confirmed out of band (adopting a server).",
+    ),
     _k("vip", str, REQUIRED, "Virtual IP with prefix (10.2.50.160/24)."),
     _k("gateway", str, REQUIRED, "Default gateway of the nodes."),
     _k("nameservers", list, [], "DNS servers the nodes resolve with."),

@@ -58,6 +58,9 @@ class Node:
     name: str
     ip: ipaddress.IPv4Address
     priority: int
+    host_key: str | None = None
+    """The fingerprint (``SHA256:...``) of the node's SSH host key, confirmed out of band (an
+    existing server being adopted, a VM that publishes no key): trusted as proven."""
 
     def fqdn(self, domain: str) -> str:
         return f"{self.name}.{domain}"

@@ -36,6 +36,8 @@ from components.config.storage import (
 )
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# what `ssh-keygen -lf` and OpenSSH print: SHA256 and 43 characters of unpadded base64
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -51,7 +53,7 @@ def _nodes(c: _Check) -> tuple[Node, ...]:
         if not isinstance(item, Mapping):
             c.bad("nodes", f"{where} must be a mapping with name, ip, priority")
             continue
-        extra = set(item) - {"name", "ip", "priority"}
+        extra = set(item) - {"name", "ip", "priority", "hostKey"}
         if extra:
             c.bad("nodes", f"{where} unknown field(s) {', '.join(sorted(extra))}")
         name, ip, prio = item.get("name"), item.get("ip"), item.get("priority")
@@ -63,8 +65,18 @@ def _nodes(c: _Check) -> tuple[Node, ...]:
         if not isinstance(prio, int) or isinstance(prio, bool) or not 1 <= prio <= 254:
             c.bad("nodes", f"{where}.priority {prio!r} must be an integer 1-254")
             prio = 0
+        host_key = item.get("hostKey")
+        if host_key is not None and not (
+            isinstance(host_key, str) and _FINGERPRINT.fullmatch(host_key)
+        ):
+            c.bad(
+                "nodes",
+                f"{where}.hostKey {host_key!r} must be a host key fingerprint as "
+                "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it (SHA256:...)",
+            )
+            host_key = None
         if isinstance(name, str) and addr is not None:
-            nodes.append(Node(name, addr, prio))
+            nodes.append(Node(name, addr, prio, host_key))
     for attr, label in (("name", "name"), ("ip", "ip"), ("priority", "priority")):
         seen: set[Any] = set()
         for n in nodes:

@@ -60,6 +60,8 @@ class Target:
     """Seconds for TCP connect, banner and authentication each."""
     published_key: str | None = None
     """The host public key the node's VM publishes (read over the vSphere API)."""
+    confirmed_key: str | None = None
+    """The fingerprint of the node's host key the stack gives (nodes[].hostKey)."""
     record: str | None = None
     """The stack's record of seen keys (:class:`trust.SeenNodes`); None: no record."""
     first_contact_secrets: bool = False
@@ -80,6 +82,8 @@ class Access:
     connect_timeout: float = 10.0
     published_keys: tuple[tuple[str, str], ...] = ()
     """(node name, the host public key its VM publishes) of the nodes whose VM publishes one."""
+    confirmed_keys: tuple[tuple[str, str], ...] = ()
+    """(node name, host key fingerprint) the stack confirms (nodes[].hostKey)."""
     record: str | None = None
     first_contact_secrets: bool = False
 
@@ -103,6 +107,7 @@ class Access:
             known_keys,
             trust_first_contact,
             published_keys=published_keys,
+            confirmed_keys=tuple((n.name, n.host_key) for n in s.nodes if n.host_key),
             record=str(trust.record_path(s, stack, root)) if stack else None,
             first_contact_secrets=s.lab,
         )
@@ -118,6 +123,7 @@ class Access:
             trust_first_contact=self.trust_first_contact and not strict,
             connect_timeout=self.connect_timeout,
             published_key=None if strict else dict(self.published_keys).get(name),
+            confirmed_key=None if strict else dict(self.confirmed_keys).get(name),
             record=None if strict else self.record,
             first_contact_secrets=self.first_contact_secrets,
         )
@@ -170,6 +176,7 @@ class _Verify(paramiko.MissingHostKeyPolicy):
         self.t, self.seen = t, seen
         self.shared = {fingerprint(k) for k in t.known_keys}
         self.published = fingerprint(t.published_key) if t.published_key else None
+        self.confirmed = t.confirmed_key
         self.verified: Verified | None = None
         self.fingerprint: str | None = None
 
@@ -182,6 +189,7 @@ class _Verify(paramiko.MissingHostKeyPolicy):
                 key.fingerprint,
                 shared=self.shared,
                 published=self.published,
+                confirmed=self.confirmed,
                 seen=self.seen,
                 trust_first_contact=self.t.trust_first_contact,
             )
@@ -240,7 +248,7 @@ def connect_verified(
     """An open Connection and how its host key was trusted (:class:`trust.Verified`); the
     stack's record (``t.record``) remembers the key. :class:`HostKeyError` when refused."""
     c = connection(t)
-    if not t.trust_first_contact and t.published_key is None:
+    if not t.trust_first_contact and t.published_key is None and t.confirmed_key is None:
         pin(c, t.known_keys, t.name)
         try:
             _open(c)

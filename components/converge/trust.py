@@ -7,6 +7,8 @@ A converge connection is verified one of four ways (:class:`Verified`):
   vSphere API for this very converge (a VM not converged yet made it at first boot and only it
   holds the private half; a converged node publishes the shared key:
   components/vcenter/published.py);
+- ``confirmed``: it presents the key whose fingerprint the stack gives for the node
+  (``nodes[].hostKey``, confirmed out of band: an adopted server, a VM that publishes none);
 - ``recorded``: with ``trust_first_contact``, the key accepted at this node's first contact
   and recorded then (a converge that stopped before installing the shared keys);
 - ``first contact``: with ``trust_first_contact``, a node this record has never seen.
@@ -14,8 +16,9 @@ A converge connection is verified one of four ways (:class:`Verified`):
 Anything else is refused, and a node that *was* seen and now presents another key is refused
 as a changed key (the man-in-the-middle sign), whatever the flag says.
 
-The shared and published keys are proven (the node holds a private key this program made,
-or the one its VM announced through vCenter); a first-contact or recorded key is not:
+The shared, published and confirmed keys are proven (the node holds a private key this
+program made, the one its VM announced through vCenter, or the one its operator checked); a
+first-contact or recorded key is not:
 :func:`proven` tells the converge whether it may send the secret files (see
 :mod:`components.converge.node`).
 
@@ -46,13 +49,15 @@ _LOCK = threading.Lock()
 class Verified(StrEnum):
     SHARED = "shared"
     PUBLISHED = "published"
+    CONFIRMED = "confirmed"
     RECORDED = "recorded"
     FIRST_CONTACT = "first contact"
 
 
 def proven(how: Verified | None) -> bool:
-    """The node holds a shared key, or the one its VM published (see the module doc)."""
-    return how in (Verified.SHARED, Verified.PUBLISHED)
+    """The node holds a shared key, the one its VM published or the one the stack confirms
+    (see the module doc)."""
+    return how in (Verified.SHARED, Verified.PUBLISHED, Verified.CONFIRMED)
 
 
 def secrets_refusal(how: Verified | None, fingerprint: str, first_contact_secrets: bool) -> str:
@@ -64,7 +69,8 @@ def secrets_refusal(how: Verified | None, fingerprint: str, first_contact_secret
         return ""
     return (
         f"withheld: host key {fingerprint} is {how.value if how else 'not verified'}, not "
-        "proven; secrets go only to a node presenting the shared or its published host key "
+        "proven; secrets go only to a node presenting the shared host key, the one its VM "
+        "published or the one its nodes[].hostKey confirms "
         "(on a lab stack, also to one trusted on first contact)"
     )
 
@@ -140,15 +146,19 @@ def decide(
     published: str | None,
     seen: Seen | None,
     trust_first_contact: bool,
+    confirmed: str | None = None,
 ) -> Verified:
     """How a key with fingerprint ``presented`` is trusted for ``node``, or :class:`Refused`.
 
     ``shared``: fingerprints of the shared keys; ``published``: the fingerprint of the key the
-    node's VM publishes now (None: none read); ``seen``: what the record holds for the node."""
+    node's VM publishes now (None: none read); ``confirmed``: the fingerprint the stack gives
+    for the node (nodes[].hostKey); ``seen``: what the record holds for the node."""
     if presented in shared:
         return Verified.SHARED
     if published is not None and presented == published:
         return Verified.PUBLISHED
+    if confirmed is not None and presented == confirmed:
+        return Verified.CONFIRMED
     if seen is not None and presented != seen.fingerprint:
         raise Refused(
             f"presented host key {presented}, but it was seen with {seen.fingerprint} "
@@ -158,7 +168,7 @@ def decide(
         return Verified.RECORDED
     if seen is None and trust_first_contact:
         return Verified.FIRST_CONTACT
-    expected = ", ".join(sorted(shared | ({published} if published else set())))
+    expected = ", ".join(sorted(shared | {k for k in (published, confirmed) if k}))
     raise Refused(
         f"presented unknown host key {presented}, expected one of {expected}: refused"
         + ("" if trust_first_contact else " (a node without it needs --trust-first-contact)")

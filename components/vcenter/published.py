@@ -47,6 +47,12 @@ class VCenter:
             s.allow_unverified_ssl,
         )
 
+    @classmethod
+    def of_props(cls, where: dict[str, object], password: str) -> VCenter:
+        """From a converge step's ``vcenter`` input (components/node_converge.py)."""
+        unverified = bool(where.get("unverified_ssl"))
+        return cls(str(where["server"]), str(where["user"]), password, unverified)
+
 
 class NotPublished(RuntimeError):
     """The node's VM has published no host key (yet)."""

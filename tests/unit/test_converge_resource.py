@@ -148,12 +148,12 @@ def test_runner_reads_the_published_key_from_vcenter_and_trusts_exactly_it(tmp_p
     monkeypatch.setattr(published, "read", read)
     p = props(vcenter=VCENTER, vcenter_password="pass", record=str(tmp_path / "r.json"))
     runner = cr.SshRunner()
-    assert runner._published(p, first_contact=False) == key
+    assert runner._published(p, once=False) == key
     vc = published.VCenter("127.0.0.1:8989", "user", "pass", True)
     assert calls == [("wait", (vc, "repo-cluster/sim", "repo1"))]
-    assert runner._published(p, first_contact=True) is None
+    assert runner._published(p, once=True) is None
     assert calls[-1] == ("read", (vc, "repo-cluster/sim", ("repo1",)))
-    assert runner._published(props(), first_contact=False) is None  # no vCenter given
+    assert runner._published(props(), once=False) is None  # no vCenter given
     target = runner._target(p, False, key)
     assert (target.published_key, target.record) == (key, str(tmp_path / "r.json"))
     assert runner._target(p, False).published_key is None

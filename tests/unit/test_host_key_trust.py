@@ -18,7 +18,7 @@ import pytest
 
 from components.bundle import Secrets, hostkeys, render_node
 from components.converge import node as converge
-from components.converge import ssh
+from components.converge import ssh, trust
 from components.converge.facts import UnitState
 from components.converge.trust import Verified
 from tests.kit import stack_settings, vm_host_key, write_operator_key
@@ -162,6 +162,33 @@ def test_the_published_key_is_trusted_for_the_vm_that_publishes_it(tmp_path, ssh
     assert connect(target(tmp_path, sshd, published_key=new))[0] is Verified.PUBLISHED
 
 
+def test_a_key_confirmed_out_of_band_is_trusted_as_proven(tmp_path, sshd):
+    """An adopted server publishes no key: the fingerprint its operator read on its console
+    (nodes[].hostKey) lets the converge in, proven (the secrets may follow), and no other."""
+    confirmed = sshd.key.fingerprint
+    assert connect(target(tmp_path, sshd, confirmed_key=confirmed))[0] is Verified.CONFIRMED
+    assert trust.proven(Verified.CONFIRMED)
+    other = vm_host_key("someone else at that address").fingerprint
+    with pytest.raises(ssh.HostKeyError, match="refused"):
+        connect(target(tmp_path, sshd, record=None, confirmed_key=other))
+
+
+def test_the_stack_s_host_key_fingerprints_reach_each_node_s_target() -> None:
+    s = stack_settings("sim")
+    node = s.nodes[0]
+    fp = vm_host_key("k").fingerprint
+    s = s.__class__(
+        **{
+            **s.__dict__,
+            "nodes": (node.__class__(node.name, node.ip, node.priority, fp), *s.nodes[1:]),
+        }
+    )
+    access = ssh.Access.for_stack(s, Path("/r"), (), False)
+    assert access.target(node.name, str(node.ip)).confirmed_key == fp
+    assert access.target(s.nodes[1].name, str(s.nodes[1].ip)).confirmed_key is None
+    assert access.target(node.name, str(node.ip), strict=True).confirmed_key is None
+
+
 class FakeConn:
     """Stands in for a Connection: the converge's facts and writes are monkeypatched."""
 
@@ -212,6 +239,7 @@ def sim_bundle():
         (Verified.RECORDED, False, False),
         (Verified.FIRST_CONTACT, True, True),
         (Verified.PUBLISHED, False, True),
+        (Verified.CONFIRMED, False, True),
         (Verified.SHARED, False, True),
     ],
 )

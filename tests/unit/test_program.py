@@ -272,6 +272,7 @@ def test_each_node_gets_a_converge_step_with_its_bundle_as_a_secret(lab) -> None
             "stack_id": "repo-cluster/lab",
         }
         assert rpc.unwrap_rpc_secret(step.inputs["vcenter_password"]) == PASSWORD
+        assert step.inputs.get("confirmed_host_key") is None  # nodes[].hostKey not set
         assert step.inputs["first_contact_secrets"] is False  # not a lab stack
         assert step.inputs["record"].endswith("/repo-cluster/lab/first-contact.json")
 

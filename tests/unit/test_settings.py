@@ -71,6 +71,8 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("node-ip", _node(0, ip="10.2.50.999"), f"{NS}:nodes", "not an IPv4 address"),
     ("node-name", _node(0, name="Repo_1"), f"{NS}:nodes", "host name"),
     ("node-field", _node(0, role="master"), f"{NS}:nodes", "unknown field"),
+    ("node-host-key", _node(0, hostKey="ssh-ed25519 AAAAC3Nz"), f"{NS}:nodes", "SHA256:"),
+    ("node-host-key-md5", _node(1, hostKey="MD5:12:34"), f"{NS}:nodes", "hostKey"),
     ("node-subnet", _node(1, ip="10.2.51.162"), f"{NS}:nodes", "not in the VIP subnet"),
     ("node-broadcast", _node(1, ip="10.2.50.255"), f"{NS}:nodes", "broadcast"),
     ("vip-prefix", _set(f"{NS}:vip", "10.2.50.160"), f"{NS}:vip", "prefix"),
@@ -276,6 +278,15 @@ def test_node_names_that_stay_strings_in_yaml_are_accepted(name: str) -> None:
     config = lab_config()
     config[f"{NS}:nodes"][0]["name"] = name
     assert settings.load(config).nodes[0].name == name
+
+
+def test_a_node_s_confirmed_host_key_is_its_fingerprint() -> None:
+    """nodes[].hostKey takes the fingerprint as ssh-keygen -lf prints it."""
+    fp = "SHA256:" + "Ab1+" * 10 + "xyz"
+    config = lab_config()
+    config[f"{NS}:nodes"][0]["hostKey"] = fp
+    s = settings.load(config)
+    assert (s.nodes[0].host_key, s.nodes[1].host_key) == (fp, None)
 
 
 def test_lab_and_sim_stacks_are_valid() -> None:
