@@ -1,6 +1,6 @@
-"""Which host key a converge trusts for a node, and the per-stack record of first contacts.
+"""Which host key a converge trusts for a node, and the per-stack record of what was seen.
 
-A converge connection is verified one of four ways (:class:`Verified`):
+A converge connection is verified one of these ways (:class:`Verified`):
 
 - ``shared``: the node presents one of the stack's shared host keys (a converged node);
 - ``published``: it presents the host key its VM publishes in its guestinfo, read over the
@@ -18,11 +18,11 @@ as a changed key (the man-in-the-middle sign), whatever the flag says.
 
 The shared, published and confirmed keys are proven (the node holds a private key this
 program made, the one its VM announced through vCenter, or the one its operator checked); a
-first-contact or recorded key is not:
-:func:`proven` tells the converge whether it may send the secret files (see
-:mod:`components.converge.node`).
+first-contact or recorded key is not: :func:`proven` tells the converge whether it may send
+the secret files (see :mod:`components.converge.node`).
 
-The record (:class:`SeenNodes`) serves first contact only, an operator's explicit choice: one
+The record (:class:`SeenNodes`) keeps the key each node was last verified with; it decides
+only for first contact (an operator's explicit choice) and to refuse a changed key: one
 JSON file per stack on the operator's machine, node name -> ``{"fingerprint", "via"}``:
 ``<project>/.lab/<stack>/first-contact.json`` for a lab stack (``lab: true``; removed with the
 lab), else ``$XDG_STATE_HOME/repo-cluster/<stack>/first-contact.json`` (``~/.local/state``).
