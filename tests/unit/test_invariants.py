@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from components.converge import invariants as inv
 from components.converge.probe import Sample
 from components.converge.status import NodeStatus
+
+pytestmark = pytest.mark.unit
 
 
 def node(name: str, state: str, vip: bool = False, mnt: bool = False, fenced: bool = False):
