@@ -45,7 +45,7 @@ class ClusterCheckProvider(RerunProvider):
     watched = WATCHED
     resource_id = "cluster-check"
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+    def run(self, inputs: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
         return check(inputs)
 
 

@@ -20,23 +20,24 @@ class RerunProvider(ResourceProvider):
     watched: ClassVar[tuple[str, ...]]
     resource_id: ClassVar[str]
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The work; its outputs (added to the inputs), or an exception failing the step."""
+    def run(self, inputs: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The work; its outputs (added to the inputs), or an exception failing the step.
+        ``olds``: the previous inputs on an update (None on create)."""
         raise NotImplementedError
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in self.watched if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
-    def _outs(self, props: dict[str, Any]) -> dict[str, Any]:
+    def _outs(self, props: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
         inputs = {k: v for k, v in props.items() if k != "__provider"}
-        return {**inputs, **self.run(inputs)}
+        return {**inputs, **self.run(inputs, olds)}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=self.resource_id, outs=self._outs(props))
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._outs(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._outs(news, olds))
 
 
 def log_info(message: str) -> None:

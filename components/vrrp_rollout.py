@@ -26,8 +26,19 @@ from components.rerun import RerunProvider, log_info
 WATCHED = ("config", "vm_ids", "digests", "known_host_keys")
 
 
-def roll(props: dict[str, Any]) -> dict[str, Any]:
-    """Apply a due cluster-wide change; the actions taken, or RuntimeError saying why not."""
+def new_machines(news: dict[str, Any], olds: dict[str, Any] | None) -> list[str]:
+    """The nodes whose VM is not one the last run saw (added to the stack, or replaced): a
+    fresh disk that never ran keepalived. None on create: every node is looked at."""
+    if olds is None:
+        return []
+    seen = set(olds.get("vm_ids") or [])
+    names = list(news.get("nodes") or [])
+    return [n for n, vm in zip(names, news.get("vm_ids") or [], strict=False) if vm not in seen]
+
+
+def roll(props: dict[str, Any], new: list[str] | None = None) -> dict[str, Any]:
+    """Apply a due cluster-wide change; the actions taken, or RuntimeError saying why not.
+    ``new``: the nodes whose machine is new (:func:`new_machines`)."""
     from components.bundle import BundleFile
     from components.config import load
     from components.converge import rollout
@@ -40,7 +51,7 @@ def roll(props: dict[str, Any]) -> dict[str, Any]:
     }
     access = Access(s.ssh_user, str(props["key_file"]), tuple(props["known_host_keys"]))
     try:
-        actions = rollout.apply(s, confs, access, report=log_info)
+        actions = rollout.apply(s, confs, access, new=new or [], report=log_info)
     except rollout.RolloutError as e:
         raise RuntimeError(str(e)) from None
     return {"actions": actions}
@@ -50,8 +61,8 @@ class VrrpRolloutProvider(RerunProvider):
     watched = WATCHED
     resource_id = "vrrp-rollout"
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return roll(inputs)
+    def run(self, inputs: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
+        return roll(inputs, new_machines(inputs, olds))
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class VrrpRollout(Resource, module="repo-cluster", name="VrrpRollout"):
         props = {
             "config": args.config,
             "vm_ids": args.vm_ids,
+            "nodes": names,  # vm_ids' node names, in that order
             "digests": [
                 pulumi.Output.unsecret(
                     pulumi.Output.from_input(args.bundles[n]).apply(lambda b: b.digest)

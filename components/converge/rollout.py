@@ -19,7 +19,12 @@ beside the others: before the keeper reloads, its keepalived is stopped (a pendi
 cancelled) and its new keepalived.conf written; the per-node converge that follows starts it.
 
 At no moment do two nodes with different parameters both run. A node that cannot be reached
-may run the old parameters: the change is refused, naming it, and nothing is touched.
+may run the old parameters: the change is refused, naming it, and nothing is touched. A new
+machine (a node added to the stack, a replaced VM: a fresh disk that never ran keepalived) runs
+no parameters at all: it is not waited for, and its own converge, after this, starts it on the
+new ones (``new``; ``fab converge`` also looks at a node presenting the key its VM published,
+which only a node never converged does). So adding a node with unicast VRRP, a change of the
+peer set, reloads the running nodes with their new peer first, and the new node joins last.
 """
 
 from __future__ import annotations
@@ -121,12 +126,18 @@ def _look(s: Settings, c: Connection, name: str) -> View:
     return View(name, st.vrrp_state != "STOPPED", st.vrrp_state, vrrp.digest_in(conf))
 
 
-def look(s: Settings, access: Access, names: Sequence[str]) -> list[View]:
-    """Every node in ``names`` over a strict connection, in parallel, in that order."""
+def look(s: Settings, access: Access, names: Sequence[str], new: Sequence[str] = ()) -> list[View]:
+    """Every node in ``names``, in parallel, in that order: over a strict connection, or, for
+    a node whose VM publishes its own key (never converged), trusting that key; a ``new``
+    machine is not looked at: it runs no keepalived of ours."""
 
     def one(name: str) -> View:
+        if name in new:
+            return View(name, False, "new machine")
+        published = name in dict(access.published_keys)
+        target = access.target(name, str(s.node(name).ip), strict=not published)
         try:
-            with sshconn.connect(access.target(name, str(s.node(name).ip), strict=True)) as c:
+            with sshconn.connect(target, report=lambda _m: None) as c:
                 return _look(s, c, name)
         except (OSError, paramiko.SSHException, sshconn.HostKeyError) as e:
             return View(name, None, error=f"{type(e).__name__}: {e}")
@@ -173,17 +184,19 @@ def apply(
     access: Access,
     *,
     only: Sequence[str] | None = None,
+    new: Sequence[str] = (),
     report: Report = print,
 ) -> list[str]:
     """Carry out a cluster-wide VRRP change if one is due (see the module doc); the actions
     taken, each ``node: action``. RolloutError when it is refused or a step failed.
-    ``confs``: each node's rendered keepalived.conf (Bundle.file(PATHS.keepalived_conf))."""
+    ``confs``: each node's rendered keepalived.conf (Bundle.file(PATHS.keepalived_conf));
+    ``new``: nodes whose machine is new (never converged)."""
     names = [n.name for n in s.start_order]
     want = vrrp.digest_in(confs[names[0]].content)
     if want is None:
         return []
     complete = only is None or set(names) <= set(only)
-    p = plan(look(s, access, names), want, complete=complete)
+    p = plan(look(s, access, names, new), want, complete=complete)
     if p is None:
         return []
     actions: list[str] = []

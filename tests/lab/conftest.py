@@ -9,7 +9,7 @@
 A lab costs minutes to boot (two VMs under software emulation), so the modules that use it
 share one: `sim_lab` brings it up when it is not up (lab-up is idempotent) and leaves it for
 the next module; the session removes it at its end, failed or not. The modules that need no
-lab at all (lab-up/lab-down themselves, `make lab`) run after the others
+sim lab at all (lab-up/lab-down themselves, `make lab`, a stack of their own) run after the others
 (pytest_collection_modifyitems) and remove it first. Root is required (bridge, taps, QEMU);
 the tools come from scripts/install-deps.
 """
@@ -28,7 +28,7 @@ from components.lab import Lab
 from tests.lab.labkit import ROOT, STACK, fab, what_is_left
 
 # modules that own the machine (no lab before them, none after): run last
-OWN_LAB = ("test_lab_lifecycle.py", "test_make_lab.py")
+OWN_LAB = ("test_add_node.py", "test_lab_lifecycle.py", "test_make_lab.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

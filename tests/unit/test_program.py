@@ -482,6 +482,9 @@ def test_a_cluster_wide_vrrp_change_goes_before_every_node_step(lab) -> None:
     assert rpc.is_rpc_secret(rollout.inputs["confs"])
     confs = rpc.unwrap_rpc_secret(rollout.inputs["confs"])
     assert sorted(confs) == ["repo1", "repo2"]
+    # each VM id with its node's name: a VM the last run did not see is a new machine
+    assert rollout.inputs["nodes"] == ["repo1", "repo2"]
+    assert rollout.inputs["vm_ids"] == [lab.vms["repo1"].id, lab.vms["repo2"].id]
     _, auth_pass = program_secrets(lab)
     for text in confs.values():
         assert f"auth_pass {auth_pass}" in base64.b64decode(text).decode()

@@ -10,6 +10,8 @@ from components.bundle import PATHS, Secrets, hostkeys, render_node, vrrp
 from components.converge.rollout import Plan, RolloutError, View, plan
 from tests.kit import stack_settings
 
+pytestmark = pytest.mark.unit
+
 NEW, OLD = "n" * 16, "o" * 16
 
 
@@ -83,3 +85,34 @@ def test_only_cluster_wide_settings_change_the_digest():
         for n in s.nodes
     }
     assert digests == {base}
+
+
+# --------------------------------------------------------------------------- a new node
+
+
+def test_adding_a_node_reloads_the_running_ones_with_their_new_peer_first():
+    """Unicast VRRP: a new node changes the peer set of every running node. The new machine
+    runs no keepalived of ours (not looked at, never waited for): the MASTER reloads alone,
+    the BACKUP restarts on the new peers, and the new node's own converge starts it last."""
+    from components.converge import rollout
+    from components.converge.ssh import Access
+
+    s = stack_settings("sim")
+    views = rollout.look(s, Access("root", "/k", ()), ["repo3"], new=["repo3"])
+    assert views == [View("repo3", False, "new machine")]
+    views += [View("repo1", True, "MASTER", OLD), View("repo2", True, "BACKUP", OLD)]
+    assert plan(views, NEW) == Plan("repo1", ("repo2",))
+
+
+def test_the_rollout_step_tells_new_machines_by_their_vm_ids():
+    """pulumi up's VrrpRollout: a node whose VM the last run did not see (added, replaced)
+    is a new machine; on create every node is looked at."""
+    from components.vrrp_rollout import new_machines
+
+    olds = {"vm_ids": ["vm-1", "vm-2"], "nodes": ["repo1", "repo2"]}
+    grown = {"vm_ids": ["vm-1", "vm-2", "vm-3"], "nodes": ["repo1", "repo2", "repo3"]}
+    assert new_machines(grown, olds) == ["repo3"]
+    replaced = {"vm_ids": ["vm-9", "vm-2"], "nodes": ["repo1", "repo2"]}
+    assert new_machines(replaced, olds) == ["repo1"]
+    assert new_machines(olds, olds) == []
+    assert new_machines(grown, None) == []
