@@ -257,6 +257,10 @@ def _customize(root: Path) -> None:
             "/etc/systemd/system/repo-cluster-lab-apt.service",
             0o644,
         ),
+        "networking-udev-settle.conf": (
+            "/etc/systemd/system/networking.service.d/10-repo-cluster-lab.conf",
+            0o644,
+        ),
     }
     for name, (path, mode) in files.items():
         _write(root, path, (GUEST_FILES / name).read_text(), mode)
