@@ -24,7 +24,6 @@ The provider does its SSH work through a :class:`Runner`; tests hand it a fake o
 
 from __future__ import annotations
 
-import shlex
 import socket
 import time
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from typing import Any, Protocol
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-from components.bundle import PATHS, Bundle, bundle_from_json, bundle_to_json
+from components.bundle import Bundle, bundle_from_json, bundle_to_json
+from components.converge.operations import release_command
 from components.rerun import log_info, log_warn
 
 # Inputs whose change means "converge again" (an update, never a replace). Not key_file: the
@@ -84,19 +84,6 @@ class Runner(Protocol):
     def release(self, props: dict[str, Any]) -> None:
         """Stop keepalived and unmount the volume; best effort, never raises."""
         ...
-
-
-def release_command() -> str:
-    """Release the volume first, with the notify script's own STOP (under its lock: holders
-    killed, only the labelled volume unmounted, never lazily), and stop keepalived (which hands
-    the VIP to the peer) only once that succeeded: if the release fails, keepalived keeps
-    running so the peer never mounts while this node may still have the volume."""
-    notify = shlex.quote(PATHS.notify_script)
-    return (
-        f"if [ -x {notify} ]; then {notify} INSTANCE pulumi-delete STOP || "
-        "{ echo 'volume not released: keepalived left running' >&2; exit 1; }; fi; "
-        f"systemctl stop {shlex.quote(PATHS.keepalived_unit)}"
-    )
 
 
 class SshRunner:

@@ -4,10 +4,12 @@ Each NodeConverge converges one node; left to them, a new auth_pass or advert in
 reach the nodes one after the other and, in between, both would be MASTER. So this resource
 runs first (every NodeConverge depends on it) and hands a cluster-wide change to
 components/converge/rollout.py, the code ``fab converge`` runs: the other running nodes
-stopped, the MASTER reloaded alone, the others started with the new file. When no running
-node has other parameters (a first deployment, a per-node change) it only looks. It runs
-whenever a node's VM or bundle changes; a refused change (a node unreachable) fails the
-update before any node is touched.
+stopped, the MASTER reloaded alone, the others started with the new file; and before it,
+the nodes removed from the stack are released and stopped (they run until their VM goes, at
+the end of the update, and would take the VIP beside peers that no longer list them). When
+no running node has other parameters (a first deployment, a per-node change) it only looks.
+It runs whenever a node's VM or bundle changes; a refused change (a node unreachable) fails
+the update before any node is touched.
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ def new_machines(news: dict[str, Any], olds: dict[str, Any] | None) -> list[str]
     return [n for n, vm in zip(names, news.get("vm_ids") or [], strict=False) if vm not in seen]
 
 
-def roll(props: dict[str, Any], new: list[str] | None = None) -> dict[str, Any]:
-    """Apply a due cluster-wide change; the actions taken, or RuntimeError saying why not.
-    ``new``: the nodes whose machine is new (:func:`new_machines`)."""
+def roll(
+    props: dict[str, Any], new: list[str] | None = None, olds: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Retire the nodes removed from the stack, then apply a due cluster-wide change; the
+    actions taken, or RuntimeError saying why not. ``new``: the nodes whose machine is new
+    (:func:`new_machines`); ``olds``: the last run's inputs (their config has the removed
+    nodes)."""
     from components.bundle import BundleFile
     from components.config import load
     from components.converge import rollout
@@ -50,8 +56,12 @@ def roll(props: dict[str, Any], new: list[str] | None = None) -> dict[str, Any]:
         for name, text in dict(props["confs"]).items()
     }
     access = Access(s.ssh_user, str(props["key_file"]), tuple(props["known_host_keys"]))
+    old = load(dict(olds["config"])) if olds and olds.get("config") else None
+    kept = {n.name for n in s.nodes}
+    removed = [n.name for n in old.nodes if n.name not in kept] if old else []
     try:
-        actions = rollout.apply(s, confs, access, new=new or [], report=log_info)
+        actions = rollout.retire(old, s, access, removed, report=log_info) if old else []
+        actions += rollout.apply(s, confs, access, new=new or [], report=log_info)
     except rollout.RolloutError as e:
         raise RuntimeError(str(e)) from None
     return {"actions": actions}
@@ -62,7 +72,7 @@ class VrrpRolloutProvider(RerunProvider):
     resource_id = "vrrp-rollout"
 
     def run(self, inputs: dict[str, Any], olds: dict[str, Any] | None = None) -> dict[str, Any]:
-        return roll(inputs, new_machines(inputs, olds))
+        return roll(inputs, new_machines(inputs, olds), olds)
 
 
 @dataclass(frozen=True)

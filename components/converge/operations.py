@@ -186,3 +186,16 @@ def keepalived(
         [f"keepalived -t -f {q(PATHS.keepalived_conf)}"] if touched and family != "el7" else []
     )
     return [*validate, f"systemctl {'reload' if running else 'start'} {PATHS.keepalived_unit}"]
+
+
+def release_command() -> str:
+    """Release the volume first, with the notify script's own STOP (under its lock: holders
+    killed, only the labelled volume unmounted, never lazily), and stop keepalived (which hands
+    the VIP to the peer) only once that succeeded: if the release fails, keepalived keeps
+    running so the peer never mounts while this node may still have the volume."""
+    notify = q(PATHS.notify_script)
+    return (
+        f"if [ -x {notify} ]; then {notify} INSTANCE pulumi-delete STOP || "
+        "{ echo 'volume not released: keepalived left running' >&2; exit 1; }; fi; "
+        f"systemctl stop {q(PATHS.keepalived_unit)}"
+    )

@@ -25,6 +25,13 @@ no parameters at all: it is not waited for, and its own converge, after this, st
 new ones (``new``; ``fab converge`` also looks at a node presenting the key its VM published,
 which only a node never converged does). So adding a node with unicast VRRP, a change of the
 peer set, reloads the running nodes with their new peer first, and the new node joins last.
+
+A node removed from the stack still runs until its VM goes, at the end of ``pulumi up``; left
+running beside peers that no longer list it, it would hear no advert and take the VIP. So it is
+retired first (:func:`retire`): its volume released and its keepalived stopped (the release
+command of a converge step's delete); when it was the MASTER, a remaining node takes over at
+once (the stop's priority 0 advert) and the change waits until one is MASTER. A removed node
+that cannot be reached is reported, not waited for (its VM may be gone already).
 """
 
 from __future__ import annotations
@@ -240,6 +247,44 @@ def apply(
                     did(name, action)
     except (StepError, OSError, paramiko.SSHException, sshconn.HostKeyError) as e:
         raise RolloutError(f"cluster-wide VRRP change: {e} (done so far: {actions})") from e
+    return actions
+
+
+def retire(
+    old: Settings,
+    s: Settings,
+    access: Access,
+    removed: Sequence[str],
+    report: Report = print,
+    timeout: float = 180,
+) -> list[str]:
+    """Release and stop each reachable ``removed`` node (named in ``old``, the settings that
+    still had it), then, when one held the MASTER role, wait until a node of ``s`` is MASTER;
+    the actions taken. RolloutError when a release fails or no node takes over in time."""
+    actions: list[str] = []
+    was_master = False
+    for name in removed:
+        try:
+            with sshconn.connect(access.target(name, str(old.node(name).ip), strict=True)) as c:
+                view = _look(old, c, name)
+                if not view.running:
+                    continue
+                was_master = was_master or view.state == "MASTER"
+                run(c, "retire", operations.release_command(), timeout=timeout)
+        except StepError as e:
+            raise RolloutError(f"{name} is removed from the stack but kept running: {e}") from e
+        except (OSError, paramiko.SSHException, sshconn.HostKeyError) as e:
+            report(f"{name}: removed from the stack, not reached ({type(e).__name__}: {e})")
+            continue
+        actions.append(f"{name}: released and stopped (removed from the stack)")
+        report(f"{name}: vrrp: released and stopped: removed from the stack")
+    if was_master:
+        names = [n.name for n in s.start_order]
+        deadline = time.monotonic() + timeout
+        while not any(v.state == "MASTER" for v in look(s, access, names)):
+            if time.monotonic() > deadline:
+                raise RolloutError(f"no node took the MASTER role over from {removed}")
+            time.sleep(2)
     return actions
 
 

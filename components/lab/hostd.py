@@ -96,19 +96,25 @@ class Agent:
         raise AssertionError("unreachable")
 
     def _ours(self) -> dict[str, VmView]:
+        """The stack's VMs in vcsim the agent runs or may start: its nodes', and a VM it
+        already runs whose node left the stack file (as on a vCenter, that VM runs on until
+        it is powered off or deleted: ``pulumi up`` retires it first)."""
         mine = stack_id(self.lab)
         nodes = {n.name for n in self.lab.nodes}
-        views = [v for v in self._call(inv.collect) if v.marker == mine]
-        for v in views:
-            if v.name not in nodes:
+        ours = {}
+        for v in (v for v in self._call(inv.collect) if v.marker == mine):
+            if v.name in nodes or self.owners.get(v.name, ("",))[0] == v.uuid:
+                ours[v.uuid] = v
+            else:
                 self._once(f"ignored VM {v.name} ({v.uuid}): no node of that name in the lab")
-        return {v.uuid: v for v in views if v.name in nodes}
+        return ours
 
     # ----------------------------------------------------------------------- reconcile
 
     def _follow_the_stack(self) -> None:
-        """A node added to (or removed from) the stack file is one the agent runs (or
-        ignores) from its next look on, as a vCenter takes a new VM: the lab is not rebuilt."""
+        """A node added to the stack file is one the agent runs from its next look on, as a
+        vCenter takes a new VM: the lab is not rebuilt. One removed runs on until vcsim powers
+        its VM off or deletes it (:meth:`_ours`)."""
         mtime = self.lab.stack_file.stat().st_mtime
         if mtime != self._stack_mtime:
             if self._stack_mtime is not None:

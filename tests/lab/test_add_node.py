@@ -1,14 +1,17 @@
 """Day 2: a third node joins a running cluster, as a user does it: `nodes` grows from 2 to 3 in
 the stack file and `make lab` runs again (with the plugin: `pulumi up`; without it, lab-up and
-`fab converge`).
+`fab converge`); then the MASTER leaves it (with the plugin: `pulumi up` deletes its VM).
 
     before   repo1 MASTER (VIP, volume)   repo2 BACKUP
-    after    repo1 MASTER (VIP, volume)   repo2 BACKUP   repo3 BACKUP (priority 99)
+    grown    repo1 MASTER (VIP, volume)   repo2 BACKUP   repo3 BACKUP (priority 99)
+    shrunk                                repo2 MASTER   repo3 BACKUP
 
 With unicast VRRP the new node changes every running node's peer set: a cluster-wide VRRP
 change. The new machine runs no keepalived of ours, so the rollout reloads the running nodes
 with their new peer first and the new node's converge starts it last. Sampled throughout the
 second `make lab`: never two VIP holders, never two mounts, the VIP on repo1 at every sample.
+Removing the MASTER: `pulumi up` releases and stops it first (it would otherwise run on beside
+peers that no longer list it, and take the VIP back), repo2 takes over once, and its VM goes.
 
 The stack is a copy of the sim stack named ``grow`` (Pulumi.grow.yaml, written for the test
 and removed after it, as its lab is).
@@ -37,19 +40,24 @@ STACK_FILE = ROOT / f"Pulumi.{GROW}.yaml"
 REPO3 = {"name": "repo3", "ip": "198.18.50.163", "priority": 99}
 
 
-def write_stack(extra_nodes: list[dict[str, object]]) -> None:
+def write_stack(extra_nodes: list[dict[str, object]], drop: tuple[str, ...] = ()) -> None:
     doc = yaml.safe_load((ROOT / "Pulumi.sim.yaml").read_text(encoding="utf-8"))
-    doc["config"]["repo-cluster:nodes"] += extra_nodes
+    nodes = doc["config"]["repo-cluster:nodes"] + extra_nodes
+    doc["config"]["repo-cluster:nodes"] = [n for n in nodes if n["name"] not in drop]
     text = "# written by tests/lab/test_add_node.py; removed after it\n" + yaml.safe_dump(doc)
     STACK_FILE.write_text(text, encoding="utf-8")
 
 
+NAMES = ("repo1", "repo2", "repo3")
+
+
 def picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
     """node -> (VRRP state per the notify journal, holds the VIP, has the volume mounted)
-    for every node whose VM runs and answers; ("?", False, False) for one that does not yet."""
+    for every VM of the test's nodes that runs (in the stack file or not: a removed node runs
+    until its VM goes); ("?", False, False) for one that does not answer yet."""
     s, seen = lab.settings, {}
-    for n in lab.nodes:
-        if not lab.machine(n.name).running():
+    for name in NAMES:
+        if not lab.machine(name).running():
             continue
         command = (
             "tail -n 1 /run/keepalivednotify/states 2>/dev/null | cut -d' ' -f1; echo --; "
@@ -57,13 +65,13 @@ def picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
             f"findmnt -rn -o SOURCE --mountpoint {s.mount_point}"
         )
         try:
-            out = node_exec(GROW, n.name, ["sh", "-c", command], timeout=30).stdout
+            out = node_exec(GROW, name, ["sh", "-c", command], timeout=30).stdout
         except LabError:
-            seen[n.name] = ("?", False, False)
+            seen[name] = ("?", False, False)
             continue
         state, addrs, src = [*out.split("--\n"), "", ""][:3]
         mounted = any(x.startswith("/dev/rbd") for x in src.split())
-        seen[n.name] = (state.strip() or "-", f" {s.vip.ip}/" in addrs, mounted)
+        seen[name] = (state.strip() or "-", f" {s.vip.ip}/" in addrs, mounted)
     return seen
 
 
@@ -130,6 +138,24 @@ def test_a_third_node_joins_a_running_cluster(grow_stack: Path) -> None:
     }
     text = second.stdout + second.stderr
     assert "cluster-wide change of the VRRP parameters" in text, text[-4000:]
-    if has_plugin():  # pulumi up made the third VM in vcsim
-        extra = {n: labvcsim.extra_config(lab.settings, n) for n in ("repo1", "repo2", "repo3")}
-        assert all(e.get("repo-cluster.stack") == stack_id(lab) for e in extra.values())
+    if not has_plugin():
+        return  # below: pulumi up's VMs in vcsim, and a VM deleted with its node
+    extra = {n: labvcsim.extra_config(lab.settings, n) for n in NAMES}
+    assert all(e.get("repo-cluster.stack") == stack_id(lab) for e in extra.values())
+
+    write_stack([REPO3], drop=("repo1",))  # the MASTER leaves the cluster
+    with Sampler() as sampler:
+        third = make("lab", {"STACK": GROW})
+    text = third.stdout + third.stderr
+    assert third.returncode == 0, text[-4000:]
+    assert "repo1: vrrp: released and stopped: removed from the stack" in text, text[-4000:]
+    for i, seen in enumerate(sampler.samples):
+        holders = [n for n, (_, vip, _) in seen.items() if vip]
+        mounts = [n for n, (_, _, mounted) in seen.items() if mounted]
+        assert len(holders) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
+    assert picture(labmod.load_lab(GROW)) == {
+        "repo2": ("MASTER", True, True),
+        "repo3": ("BACKUP", False, False),
+    }
+    with pytest.raises(LabError):
+        labvcsim.extra_config(lab.settings, "repo1")  # its VM is gone

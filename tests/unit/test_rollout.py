@@ -116,3 +116,48 @@ def test_the_rollout_step_tells_new_machines_by_their_vm_ids():
     assert new_machines(replaced, olds) == ["repo1"]
     assert new_machines(olds, olds) == []
     assert new_machines(grown, None) == []
+
+
+def test_a_node_removed_from_the_stack_is_retired_before_the_change(monkeypatch):
+    """pulumi up's VrrpRollout: a node the last run had and this one has not still runs (its
+    VM goes at the end of the update); it is released and stopped first, named from the last
+    run's config, then the cluster-wide change runs over the nodes that stay."""
+    import yaml
+
+    from components import vrrp_rollout
+    from components.converge import rollout
+    from tests.kit import ROOT
+
+    config = yaml.safe_load((ROOT / "Pulumi.sim.yaml").read_text(encoding="utf-8"))["config"]
+    shrunk = {**config, "repo-cluster:nodes": config["repo-cluster:nodes"][1:]}
+    shrunk["repo-cluster:nodes"] = [
+        *shrunk["repo-cluster:nodes"],
+        {"name": "repo3", "ip": "198.18.50.163", "priority": 99},
+    ]
+    calls: list[tuple[str, object]] = []
+
+    def retire(old, s, access, removed, report=print):
+        calls.append(("retire", (old.node("repo1").ip, [n.name for n in s.nodes], list(removed))))
+        return ["repo1: released and stopped (removed from the stack)"]
+
+    def apply(s, confs, access, *, new=(), report=print, only=None):
+        calls.append(("apply", [n.name for n in s.nodes]))
+        return []
+
+    monkeypatch.setattr(rollout, "retire", retire)
+    monkeypatch.setattr(rollout, "apply", apply)
+    props = {"config": shrunk, "confs": {}, "key_file": "/k", "known_host_keys": []}
+    out = vrrp_rollout.roll(props, [], {"config": config})
+    assert calls[0] == ("retire", (config_ip(config, "repo1"), ["repo2", "repo3"], ["repo1"]))
+    assert calls[1] == ("apply", ["repo2", "repo3"])
+    assert out == {"actions": ["repo1: released and stopped (removed from the stack)"]}
+    calls.clear()
+    vrrp_rollout.roll(props, [], None)  # a first run: nothing to retire
+    assert [c[0] for c in calls] == ["apply"]
+
+
+def config_ip(config: dict, name: str) -> object:
+    import ipaddress
+
+    [node] = [n for n in config["repo-cluster:nodes"] if n["name"] == name]
+    return ipaddress.IPv4Address(node["ip"])
