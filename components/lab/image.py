@@ -249,18 +249,14 @@ def _customize(root: Path) -> None:
     for f in (root / "etc/apt/sources.list.d").glob("*"):
         f.unlink()
     _write(root, "/etc/apt/sources.list", "# the lab's: sources.list.d/repo-cluster-lab.list\n")
+    units = "/etc/systemd/system"
+    settle = f"{units}/networking.service.d/10-repo-cluster-lab.conf"
     files = {
         "vmware-rpctool": ("/usr/bin/vmware-rpctool", 0o755),
         "90-repo-cluster-lab.cfg": ("/etc/cloud/cloud.cfg.d/90-repo-cluster-lab.cfg", 0o644),
         "repo-cluster-lab-apt": ("/usr/local/sbin/repo-cluster-lab-apt", 0o755),
-        "repo-cluster-lab-apt.service": (
-            "/etc/systemd/system/repo-cluster-lab-apt.service",
-            0o644,
-        ),
-        "networking-udev-settle.conf": (
-            "/etc/systemd/system/networking.service.d/10-repo-cluster-lab.conf",
-            0o644,
-        ),
+        "repo-cluster-lab-apt.service": (f"{units}/repo-cluster-lab-apt.service", 0o644),
+        "networking-udev-settle.conf": (settle, 0o644),
     }
     for name, (path, mode) in files.items():
         _write(root, path, (GUEST_FILES / name).read_text(), mode)
