@@ -22,19 +22,7 @@ def write_operator_key(folder: Path, comment: str) -> Path:
 
 def vm_host_key(comment: str) -> HostKey:
     """An ed25519 host key as a VM makes its own at first boot (ssh-keygen's job there)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return HostKey("ed25519", private, f"{public.decode()} {comment}")
+    return next(k for k in generate(comment) if k.type == "ed25519")
 
 
 def stack_settings(stack: str) -> Settings:
