@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from components.bundle.guestinfo import STACK_MARKER
 from components.lab.qemu import Hardware
+from components.vcenter.preflight import vm_properties
 
 PROPERTIES = (
     *("name", "config.uuid", "runtime.powerState", "config.hardware"),
@@ -34,33 +35,12 @@ class VmView:
 
 def collect(si: Any) -> list[VmView]:
     """Every VM but templates, with the properties the agent needs, in one round trip."""
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    pc = vmodl.query.PropertyCollector
-    try:
-        spec = pc.FilterSpec(
-            objectSet=[
-                pc.ObjectSpec(
-                    obj=view,
-                    skip=True,
-                    selectSet=[
-                        pc.TraversalSpec(
-                            name="view", path="view", skip=False, type=vim.view.ContainerView
-                        )
-                    ],
-                )
-            ],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(PROPERTIES))],
-        )
-        found = []
-        for obj in content.propertyCollector.RetrieveContents([spec]):
-            props = {p.name: p.val for p in obj.propSet}
-            if props.get("config.template") or "config.uuid" not in props:
-                continue
-            found.append(_view(props, obj.obj))
-        return found
-    finally:
-        view.Destroy()
+    found = []
+    for ref, props in vm_properties(si, list(PROPERTIES)):
+        if props.get("config.template") or "config.uuid" not in props:
+            continue
+        found.append(_view(props, ref))
+    return found
 
 
 def _view(props: dict[str, Any], ref: Any) -> VmView:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from components.bundle.guestinfo import STACK_MARKER
 from components.config import Settings
@@ -57,6 +57,27 @@ def connect(s: Settings) -> Iterator[Any]:
         s.vsphere_server, s.vsphere_user, s.vsphere_password.value or "", s.allow_unverified_ssl
     ) as si:
         yield si
+
+
+def vm_properties(si: Any, paths: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """(VM, its ``paths``' values) for every VM of the inventory, in one round trip."""
+    content = si.RetrieveContent()
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    pc = vmodl.query.PropertyCollector
+    try:
+        traverse = pc.TraversalSpec(
+            name="view", path="view", skip=False, type=vim.view.ContainerView
+        )
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=paths)],
+        )
+        return [
+            (o.obj, {p.name: p.val for p in o.propSet})
+            for o in content.propertyCollector.RetrieveContents([spec])
+        ]
+    finally:
+        view.Destroy()
 
 
 def _children(content: Any, root: Any, kind: type) -> list[Any]:

@@ -19,12 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyVmomi import vim, vmodl
-
 from components.bundle.guestinfo import STACK_MARKER
 from components.bundle.paths import PATHS
 from components.config import Settings
-from components.vcenter.preflight import connect_to
+from components.vcenter.preflight import connect_to, vm_properties
 
 POLL = 5.0
 
@@ -58,27 +56,6 @@ class NotPublished(RuntimeError):
     """The node's VM has published no host key (yet)."""
 
 
-def _retrieve(si: Any, paths: list[str]) -> list[tuple[Any, dict[str, Any]]]:
-    """``paths`` of every VM, in one round trip."""
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    pc = vmodl.query.PropertyCollector
-    try:
-        traverse = pc.TraversalSpec(
-            name="view", path="view", skip=False, type=vim.view.ContainerView
-        )
-        spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=paths)],
-        )
-        return [
-            (o.obj, {p.name: p.val for p in o.propSet})
-            for o in content.propertyCollector.RetrieveContents([spec])
-        ]
-    finally:
-        view.Destroy()
-
-
 def published_in(extra_config: Iterable[Any], stack_id: str) -> str | None:
     """The host public key line in a VM's extraConfig, when the VM is this stack's and has
     published an ed25519 key; else None."""
@@ -95,7 +72,7 @@ def read(vc: VCenter, stack_id: str, names: Iterable[str]) -> dict[str, str]:
     that publish one (a VM not found, not this stack's or not publishing is left out)."""
     wanted = set(names)
     with connect_to(vc.server, vc.user, vc.password, vc.unverified_ssl) as si:
-        vms = [ref for ref, p in _retrieve(si, ["name"]) if p.get("name") in wanted]
+        vms = [ref for ref, p in vm_properties(si, ["name"]) if p.get("name") in wanted]
         keys: dict[str, str] = {}
         for ref in vms:
             line = published_in(ref.config.extraConfig if ref.config else [], stack_id)
