@@ -116,31 +116,30 @@ def what_is_left(lab: Lab) -> list[str]:
     return left
 
 
-def cluster_picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
-    """node -> (VRRP state per the notify journal, holds the VIP, the volume mounted from a
-    krbd device), probed with the node's own tools; ("DOWN", False, False) for a VM that is
-    powered off."""
+def node_picture(lab: Lab, name: str, timeout: float = 120) -> tuple[str, bool, bool]:
+    """(VRRP state per the notify journal, holds the VIP, the volume mounted from a krbd
+    device) of one running VM of ``lab``, probed with the node's own tools (LabError when the
+    VM does not answer)."""
     s = lab.settings
-    picture = {}
-    for n in lab.nodes:
-        if not lab.machine(n.name).running():
-            picture[n.name] = ("DOWN", False, False)
-            continue
-        out = node_exec(
-            STACK,
-            n.name,
-            [
-                "sh",
-                "-c",
-                "tail -n 1 /run/keepalivednotify/states 2>/dev/null | cut -d' ' -f1; echo --; "
-                f"ip -4 -o addr show dev {s.interface}; echo --; "
-                f"findmnt -rn -o SOURCE --mountpoint {s.mount_point}",
-            ],
-        ).stdout
-        state, addrs, src = [*out.split("--\n"), "", ""][:3]
-        mounted = any(x.startswith("/dev/rbd") for x in src.split())
-        picture[n.name] = (state.strip() or "-", f" {s.vip.ip}/" in addrs, mounted)
-    return picture
+    command = (
+        "tail -n 1 /run/keepalivednotify/states 2>/dev/null | cut -d' ' -f1; echo --; "
+        f"ip -4 -o addr show dev {s.interface}; echo --; "
+        f"findmnt -rn -o SOURCE --mountpoint {s.mount_point}"
+    )
+    out = node_exec(lab.stack, name, ["sh", "-c", command], timeout=timeout).stdout
+    state, addrs, src = [*out.split("--\n"), "", ""][:3]
+    mounted = any(x.startswith("/dev/rbd") for x in src.split())
+    return (state.strip() or "-", f" {s.vip.ip}/" in addrs, mounted)
+
+
+def cluster_picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
+    """node -> :func:`node_picture`; ("DOWN", False, False) for a VM that is powered off."""
+    return {
+        n.name: node_picture(lab, n.name)
+        if lab.machine(n.name).running()
+        else ("DOWN", False, False)
+        for n in lab.nodes
+    }
 
 
 def wait_for_picture(
@@ -178,7 +177,7 @@ def published(lab: Lab) -> dict[str, str]:
     reads it (every node publishes one: its first boot did, first thing)."""
     from components.cli.common import published_keys
 
-    keys = dict(published_keys(lab.settings, STACK, print))
+    keys = dict(published_keys(lab.settings, lab.stack, print))
     assert sorted(keys) == sorted(n.name for n in lab.nodes), keys
     return keys
 

@@ -27,10 +27,10 @@ import pytest
 import yaml
 
 from components import lab as labmod
-from components.lab import Lab, LabError, node_exec
+from components.lab import Lab, LabError
 from components.lab import vcsim as labvcsim
 from components.lab.plan import stack_id
-from tests.lab.labkit import ROOT
+from tests.lab.labkit import ROOT, node_picture
 from tests.lab.test_make_lab import has_plugin, make
 
 pytestmark = pytest.mark.lab
@@ -52,26 +52,16 @@ NAMES = ("repo1", "repo2", "repo3")
 
 
 def picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
-    """node -> (VRRP state per the notify journal, holds the VIP, has the volume mounted)
-    for every VM of the test's nodes that runs (in the stack file or not: a removed node runs
-    until its VM goes); ("?", False, False) for one that does not answer yet."""
-    s, seen = lab.settings, {}
+    """node -> :func:`node_picture` for every VM of the test's nodes that runs (in the stack
+    file or not: a removed node runs until its VM goes); ("?", False, False) for one that does
+    not answer yet."""
+    seen = {}
     for name in NAMES:
-        if not lab.machine(name).running():
-            continue
-        command = (
-            "tail -n 1 /run/keepalivednotify/states 2>/dev/null | cut -d' ' -f1; echo --; "
-            f"ip -4 -o addr show dev {s.interface}; echo --; "
-            f"findmnt -rn -o SOURCE --mountpoint {s.mount_point}"
-        )
-        try:
-            out = node_exec(GROW, name, ["sh", "-c", command], timeout=30).stdout
-        except LabError:
-            seen[name] = ("?", False, False)
-            continue
-        state, addrs, src = [*out.split("--\n"), "", ""][:3]
-        mounted = any(x.startswith("/dev/rbd") for x in src.split())
-        seen[name] = (state.strip() or "-", f" {s.vip.ip}/" in addrs, mounted)
+        if lab.machine(name).running():
+            try:
+                seen[name] = node_picture(lab, name, timeout=30)
+            except LabError:
+                seen[name] = ("?", False, False)
     return seen
 
 
