@@ -14,10 +14,10 @@ host key the VM made at first boot and published in its guestinfo
 besides the shared ones; and the key ``nodes[].hostKey`` confirms, if the stack gives one
 (then the published key is read once, not waited for: an adopted server may publish none).
 Any other update trusts only the shared keys (plus, with ``trust_first_contact``, what the
-record allows). The secret files go only to a node proven
-by one of those keys, or on a lab stack (``first_contact_secrets``) to one trusted on first
-contact. The outputs ``host_key`` and ``verified`` keep, in the stack's state, the key each
-converge was shown and how it was trusted.
+record allows). The secret files go only to a node proven by one of those keys, or on a lab
+stack (``first_contact_secrets``) to one trusted on first contact. The outputs ``host_key``
+and ``verified`` keep, in the stack's state, the key each converge was shown and how it was
+trusted.
 
 The provider does its SSH work through a :class:`Runner`; tests hand it a fake one.
 """
