@@ -16,11 +16,15 @@ try:  # stop before any resource exists, listing every problem
     if problems := deploy_problems(settings):
         raise ConfigError(problems)
     operator_keys = authorized_keys(settings, ROOT, required=True)
-    if settings.preflight:
+    # the nodes whose VM exists: they are replaced or updated one after the other
+    existing = (
         preflight.run(settings, f"{pulumi.get_project()}/{pulumi.get_stack()}")
+        if settings.preflight
+        else None
+    )
 except (ConfigError, preflight.PreflightError) as exc:
     raise pulumi.RunError(str(exc)) from None
 
-cluster = RepoCluster("repo-cluster", RepoClusterArgs(settings, ROOT, operator_keys))
+cluster = RepoCluster("repo-cluster", RepoClusterArgs(settings, ROOT, operator_keys, existing))
 for name, value in cluster.outputs.items():
     pulumi.export(name, value)

@@ -7,7 +7,9 @@ secrets; its user-data/meta-data go to the VM (no secret and no key in them: the
 own host key and publishes the public half), and the bundle itself is exposed (``bundles``)
 for the converge step, which installs every file, the secret ones included, after checking
 the node's host key against the one its VM published (components/vcenter/published.py). A
-cluster-wide VRRP change goes first, to every node at once (components/vrrp_rollout.py).
+cluster-wide VRRP change goes first, to every node at once (components/vrrp_rollout.py). Once
+the nodes exist, they are changed one at a time, the lowest priority first, each serving
+again before the next one's VM is touched: a rolling replace (see the comment in __init__).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class RepoClusterArgs:
     """The project directory: relative paths in the settings (sshKeyFile) start there."""
     authorized_keys: tuple[str, ...]
     """The operator's public keys the nodes admit (bundle.authorized_keys, required)."""
+    existing: frozenset[str] | None = None
+    """The nodes whose VM exists already (the preflight's look at vCenter); None: not looked
+    at (``preflight: false``), built as a first build is."""
 
 
 class RepoCluster(pulumi.ComponentResource):
@@ -109,10 +114,34 @@ class RepoCluster(pulumi.ComponentResource):
             for n in s.nodes
         }
 
+        # Day 2 (a node's VM exists): one node after the other, the lowest priority first.
+        # Each VM waits for the previous node's converge step, which ends only once that
+        # node serves (MASTER, or BACKUP beside it): a change that replaces the VMs (a new
+        # template, `pulumi up --replace`) replaces the BACKUP(s) first and the MASTER last,
+        # so the VIP moves once, and a node that does not come back stops the rollout with
+        # the others untouched. A first build makes every VM at once and converges the top
+        # priority first: keepalived's first start decides the first MASTER (nopreempt
+        # keeps it).
+        rolling = s.converge and bool(args.existing)
+        order = tuple(reversed(s.start_order)) if rolling else s.start_order
+        key_file = str(s.ssh_key_path(args.root))
+        if s.converge:  # a cluster-wide VRRP change first, before any node's own step
+            rollout = VrrpRollout(
+                f"{name}-vrrp",
+                VrrpRolloutArgs(
+                    config=pulumi_config(secrets=False),
+                    existing=sorted(args.existing) if args.existing is not None else None,
+                    bundles=self.bundles,
+                    key_file=key_file,
+                    known_host_keys=self.host_keys.public_keys,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.nodes = {}
-        for n in s.nodes:
+        steps: list[pulumi.Resource] = []
+        for n in order:
             bundle = self.bundles[n.name]
-            self.nodes[n.name] = RepoNode(
+            node = RepoNode(
                 f"{name}-{n.name}",
                 RepoNodeArgs(
                     host_name=n.name,
@@ -132,34 +161,22 @@ class RepoCluster(pulumi.ComponentResource):
                     stack_id=stack_id,
                     folder=s.folder,
                     annotation=s.annotation,
+                    after=tuple(steps[-1:]) if rolling else (),
                 ),
                 opts=child,
             )
-
-        if s.converge:  # Fabric makes each node match its bundle once its VM exists
-            # One node after the other, highest priority first: keepalived's first start
-            # decides the first MASTER (nopreempt keeps it), so it must be the top priority.
-            key_file = str(s.ssh_key_path(args.root))
-            # a cluster-wide VRRP change first, before any node's own step (see the module)
-            rollout = VrrpRollout(
-                f"{name}-vrrp",
-                VrrpRolloutArgs(
-                    config=pulumi_config(secrets=False),
-                    vm_ids=[self.nodes[n.name].vm.id for n in s.nodes],
-                    bundles=self.bundles,
-                    key_file=key_file,
-                    known_host_keys=self.host_keys.public_keys,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            steps: list[pulumi.Resource] = []
-            for n in s.start_order:
-                vm = self.nodes[n.name].vm
-                step = NodeConverge(
+            self.nodes[n.name] = node
+            vm = node.vm
+            if not s.converge:
+                continue
+            # Fabric makes the node match its bundle once its VM exists; after the previous
+            # node's step: one after the other
+            steps.append(
+                NodeConverge(
                     f"{name}-{n.name}-converge",
                     NodeConvergeArgs(
                         vm_id=vm.id,
-                        bundle=self.bundles[n.name],
+                        bundle=bundle,
                         ip=str(n.ip),
                         ssh_user=s.ssh_user,
                         key_file=key_file,
@@ -175,11 +192,12 @@ class RepoCluster(pulumi.ComponentResource):
                         confirmed_host_key=n.host_key,
                         record=str(record_path(s, pulumi.get_stack(), args.root)),
                         first_contact_secrets=s.lab,
+                        config=pulumi_config(secrets=False),
                     ),
-                    # after the previous node's step: one after the other
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[vm, rollout, *steps[-1:]]),
                 )
-                steps.append(step)
+            )
+        if s.converge:
             ClusterCheck(
                 f"{name}-check",
                 ClusterCheckArgs(
@@ -207,7 +225,7 @@ class RepoCluster(pulumi.ComponentResource):
                 f"{name}-anti-affinity",
                 name=f"{stack_id.replace('/', '-')}-anti-affinity",
                 compute_cluster_id=compute.id,
-                virtual_machine_ids=[node.vm.id for node in self.nodes.values()],
+                virtual_machine_ids=[self.nodes[n.name].vm.id for n in s.nodes],
                 # Not mandatory: vSphere HA may still restart a failed node's VM on the host
                 # of its peer rather than leave the cluster with one node.
                 mandatory=False,

@@ -106,6 +106,9 @@ class RepoNodeArgs:
     """VM folder, relative to the datacenter's VM folder."""
     annotation: str | None = None
     """VM notes."""
+    after: tuple[pulumi.Resource, ...] = ()
+    """What the VM waits for before it is created, updated or replaced (the previous node's
+    converge step in a rolling change)."""
 
     def __post_init__(self) -> None:
         self.template.check_disk(self.disk_gb)
@@ -182,6 +185,7 @@ class RepoNode(pulumi.ComponentResource):
             # and the OVF maps of the clone block (for OVF sources only; computed after a clone).
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=list(args.after),
                 delete_before_replace=True,
                 ignore_changes=[
                     "swapPlacementPolicy",

@@ -1,7 +1,10 @@
 """NodeConverge: the Fabric converge of one node, as a Pulumi dynamic resource.
 
 Registered per node after its VM (``depends_on``), so ``pulumi up`` ends with every node
-matching its bundle. Inputs: the node's address and SSH access, the trusted host public keys,
+matching its bundle. On a new VM (create, or a replaced VM) the step ends only once the node
+serves, steadily: MASTER with the VIP and the mount, or BACKUP with neither (``config``
+says where to look); in a rolling change the next node's VM waits for that
+(components/cluster.py). Inputs: the node's address and SSH access, the trusted host public keys,
 the bundle (serialized, secret) and its digest. ``diff`` reports an update when any of them
 changes, so a new bundle digest converges the node again, and a replace (delete first) when
 the VM is replaced; ``delete`` releases the volume and stops keepalived (best effort, bounded,
@@ -138,6 +141,12 @@ class SshRunner:
         result = converge_one(target, bundle_from_json(str(props["bundle"])), log=log_info)
         if result.error:
             raise RuntimeError(result.error)
+        if new_vm and props.get("config"):  # serving, before the next node is touched
+            from components.converge import fleet, ssh
+
+            keys = tuple(props["known_host_keys"])
+            access = ssh.Access(str(props["ssh_user"]), str(props["key_file"]), keys)
+            log_info(fleet.await_service(dict(props["config"]), str(props["node"]), access))
         return {
             "changed": result.changed,
             "count": result.count,
@@ -244,6 +253,9 @@ class NodeConvergeArgs:
     """The stack's record of seen host keys (trust.record_path); None: no record."""
     first_contact_secrets: bool = False
     """A lab stack: a node trusted on first contact may get the secret files."""
+    config: dict[str, Any] | None = None
+    """The stack's config map without secrets: a new VM's node is waited for until it
+    serves (MASTER, or BACKUP); None: not waited for."""
 
 
 class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
@@ -278,6 +290,7 @@ class NodeConverge(Resource, module="repo-cluster", name="NodeConverge"):
             "confirmed_host_key": args.confirmed_host_key,
             "record": args.record,
             "first_contact_secrets": args.first_contact_secrets,
+            "config": args.config,
             **dict.fromkeys(RESULTS),
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=["bundle", "vcenter_password"])

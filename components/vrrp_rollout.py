@@ -8,8 +8,9 @@ stopped, the MASTER reloaded alone, the others started with the new file; and be
 the nodes removed from the stack are released and stopped (they run until their VM goes, at
 the end of the update, and would take the VIP beside peers that no longer list them). When
 no running node has other parameters (a first deployment, a per-node change) it only looks.
-It runs whenever a node's VM or bundle changes; a refused change (a node unreachable) fails
-the update before any node is touched.
+It runs whenever a node's bundle or the stack's config changes, before any VM is created,
+replaced or updated (a replaced node's old VM gets the change, its new VM its converge); a
+refused change (a node unreachable) fails the update before any node is touched.
 """
 
 from __future__ import annotations
@@ -24,18 +25,22 @@ from pulumi.dynamic import Resource
 from components.bundle import PATHS, Bundle
 from components.rerun import RerunProvider, log_info
 
-# Inputs whose change means "look again"; not key_file (differs between machines)
-WATCHED = ("config", "vm_ids", "digests", "known_host_keys")
+# Inputs whose change means "look again"; not key_file (differs between machines), not
+# existing (the VMs found when the program ran: a VM made by the last run is no reason)
+WATCHED = ("config", "digests", "known_host_keys")
 
 
 def new_machines(news: dict[str, Any], olds: dict[str, Any] | None) -> list[str]:
-    """The nodes whose VM is not one the last run saw (added to the stack, or replaced): a
-    fresh disk that never ran keepalived. None on create: every node is looked at."""
-    if olds is None:
-        return []
-    seen = set(olds.get("vm_ids") or [])
+    """The nodes with no machine yet (added to the stack, or their VM gone): a new VM is a
+    fresh disk that never ran keepalived. They are the nodes the program found no VM for
+    (``existing``); when it did not look (``preflight: false``), the nodes the last run did
+    not have (every node on create)."""
     names = list(news.get("nodes") or [])
-    return [n for n, vm in zip(names, news.get("vm_ids") or [], strict=False) if vm not in seen]
+    existing = news.get("existing")
+    if existing is not None:
+        return [n for n in names if n not in set(existing)]
+    seen = set(olds.get("nodes") or []) if olds else set()
+    return [n for n in names if n not in seen]
 
 
 def roll(
@@ -79,7 +84,8 @@ class VrrpRolloutProvider(RerunProvider):
 class VrrpRolloutArgs:
     config: dict[str, Any]
     """The stack's config map without secrets (the rollout rebuilds its Settings from it)."""
-    vm_ids: list[pulumi.Input[str]]
+    existing: list[str] | None
+    """The nodes whose VM existed when the program ran (None: not looked at)."""
     bundles: dict[str, pulumi.Input[Bundle]]
     """Node name -> its bundle (secret): only keepalived.conf is sent, as a secret."""
     key_file: str
@@ -105,8 +111,8 @@ class VrrpRollout(Resource, module="repo-cluster", name="VrrpRollout"):
 
         props = {
             "config": args.config,
-            "vm_ids": args.vm_ids,
-            "nodes": names,  # vm_ids' node names, in that order
+            "existing": args.existing,
+            "nodes": names,
             "digests": [
                 pulumi.Output.unsecret(
                     pulumi.Output.from_input(args.bundles[n]).apply(lambda b: b.digest)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import paramiko
 from fabric import Connection
@@ -26,7 +27,7 @@ import components.converge.ssh as sshconn
 import components.converge.status as status
 from components.bundle import PATHS, Bundle
 from components.bundle.build import RELEASE_TIMING
-from components.config import Node, Settings
+from components.config import Node, Settings, load
 from components.converge.ssh import Access
 
 Report = Callable[[str], None]
@@ -155,6 +156,55 @@ def wait_for_cluster(
         time.sleep(0.5)
     statuses = _with_ceph(s, statuses, access)
     return statuses, status.cluster_problems(statuses)
+
+
+def wait_in_service(
+    s: Settings,
+    node: Node,
+    access: Access,
+    *,
+    timeout: float,
+    steady: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[bool, status.NodeStatus]:
+    """Poll ``node`` until it has been serving (:func:`status.serving`) without a break for
+    ``steady`` seconds (a node that just started is BACKUP until its election ends), or
+    ``timeout``; whether it serves, and its last status."""
+    deadline = clock() + timeout
+    since: float | None = None
+    while True:
+        st = node_status(s, node, access)
+        now = clock()
+        since = (since if since is not None else now) if status.serving(st) else None
+        if since is not None and now - since >= steady:
+            return True, st
+        if now >= deadline:
+            return False, st
+        sleep(1.0)
+
+
+class NotInService(RuntimeError):
+    """A node just converged on a new VM does not serve (neither MASTER nor BACKUP)."""
+
+
+def await_service(config: Mapping[str, Any], name: str, access: Access) -> str:
+    """Wait (bounded: the settle time and a steady election) until node ``name`` of the
+    stack ``config`` (without secrets), converged on a new VM, serves; what it reports, or
+    NotInService saying what it reports instead."""
+    s = load(dict(config))
+    node = s.node(name)
+    steady = 3 * s.advert_seconds + 1  # past its election: a new node starts as BACKUP
+    ok, st = wait_in_service(s, node, access, timeout=settle_timeout(s) + steady, steady=steady)
+    seen = f"{st.vrrp_state}, VIP {'yes' if st.holds_vip else 'no'}, mounted " + (
+        f"{'yes' if st.mounted else 'no'}" + (f" ({st.error})" if st.error else "")
+    )
+    if not ok:
+        raise NotInService(
+            f"{node.name}: converged on its new VM but not serving ({seen}); the nodes after "
+            "it are left untouched: see `fab status`, fix it, run `pulumi up` again"
+        )
+    return f"{node.name}: serving on its new VM: {seen}"
 
 
 # --------------------------------------------------------------------------- whole stack

@@ -208,6 +208,14 @@ def ask_ceph(c: Connection, s: Settings) -> str:
     return r.stdout
 
 
+def serving(st: NodeStatus) -> bool:
+    """The node takes its part: MASTER with the VIP and the volume mounted, or BACKUP with
+    neither and no mapping of the image."""
+    if st.vrrp_state == "MASTER":
+        return st.holds_vip and st.mounted
+    return st.vrrp_state == "BACKUP" and not (st.holds_vip or st.mounted or st.clients)
+
+
 def cluster_problems(statuses: list[NodeStatus]) -> list[str]:
     """Empty when exactly one node is MASTER, holds the VIP and has the volume mounted, and
     every other node is BACKUP with neither, and no mapping; with Ceph's view, also when the

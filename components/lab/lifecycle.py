@@ -128,6 +128,7 @@ def lab_up(stack: str, *, vms: bool = True, repo: Path = REPO, say: Say = print)
     with _locked(lab):
         if not health(lab):
             _dns_up(lab, repo, say)
+            _template(lab, say)  # a new template named by the stack (an OS upgrade)
             if vms:
                 make_node_vms(lab, repo, say)
             say(f"lab {stack} is up; nothing else to do")
@@ -177,10 +178,15 @@ def _build(lab: Lab, repo: Path, say: Say) -> None:
     s = lab.settings
     if labvcsim.start(s, vcsim_binary(), labvcsim.STATE):
         say(f"lab {lab.stack}: vcsim started on {s.vsphere_server}")
-    if labvcsim.ensure_template(s):
-        say(f"lab {lab.stack}: template {s.template!r} created in vcsim")
+    _template(lab, say)
     pid = agentctl.start(lab)
     say(f"lab {lab.stack}: host agent pid {pid} (image {image.dir.name}), log {hostd_log(lab)}")
+
+
+def _template(lab: Lab, say: Say) -> None:
+    """The template the stack clones, in vcsim, as an admin uploads one to a vCenter."""
+    if labvcsim.ensure_template(lab.settings):
+        say(f"lab {lab.stack}: template {lab.settings.template!r} created in vcsim")
 
 
 def _made_key_dir(lab: Lab) -> Path:

@@ -172,11 +172,25 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     return problems
 
 
-def run(s: Settings, stack_id: str) -> None:
-    """Connect, check, raise PreflightError with every problem (or a clear connection error)."""
+def existing_nodes(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
+    """The stack's nodes whose VM exists already (named after the node, with the stack's
+    marker): ``pulumi up`` then replaces or updates them one after the other."""
+    content = si.RetrieveContent()
+    dc = _named(_children(content, content.rootFolder, vim.Datacenter), s.datacenter)
+    if dc is None:
+        return frozenset()
+    names = {n.name for n in s.nodes}
+    vms = _children(content, dc.vmFolder, vim.VirtualMachine)
+    return frozenset(vm.name for vm in vms if vm.name in names and _marker(vm) == stack_id)
+
+
+def run(s: Settings, stack_id: str) -> frozenset[str]:
+    """Connect, check, raise PreflightError with every problem (or a clear connection error);
+    the nodes whose VM exists already (:func:`existing_nodes`)."""
     try:
         with connect(s) as si:
             problems = check(s, stack_id, si)
+            existing = existing_nodes(s, stack_id, si)
     except vim.fault.InvalidLogin as exc:
         raise PreflightError([f"vsphere:user: login refused by {s.vsphere_server}"]) from exc
     except (OSError, ssl.SSLError) as exc:
@@ -185,3 +199,4 @@ def run(s: Settings, stack_id: str) -> None:
         ) from exc
     if problems:
         raise PreflightError(problems)
+    return existing

@@ -1,10 +1,12 @@
 """Day 2: a third node joins a running cluster, as a user does it: `nodes` grows from 2 to 3 in
 the stack file and `make lab` runs again (with the plugin: `pulumi up`; without it, lab-up and
-`fab converge`); then the MASTER leaves it (with the plugin: `pulumi up` deletes its VM).
+`fab converge`); then the MASTER leaves it (with the plugin: `pulumi up` deletes its VM); then
+an OS upgrade: the stack names a new template and `pulumi up` replaces both VMs, one at a time.
 
     before   repo1 MASTER (VIP, volume)   repo2 BACKUP
     grown    repo1 MASTER (VIP, volume)   repo2 BACKUP   repo3 BACKUP (priority 99)
     shrunk                                repo2 MASTER   repo3 BACKUP
+    rolled                                repo2 BACKUP   repo3 MASTER   (both on new VMs)
 
 With unicast VRRP the new node changes every running node's peer set: a cluster-wide VRRP
 change. The new machine runs no keepalived of ours, so the rollout reloads the running nodes
@@ -12,6 +14,9 @@ with their new peer first and the new node's converge starts it last. Sampled th
 second `make lab`: never two VIP holders, never two mounts, the VIP on repo1 at every sample.
 Removing the MASTER: `pulumi up` releases and stops it first (it would otherwise run on beside
 peers that no longer list it, and take the VIP back), repo2 takes over once, and its VM goes.
+The rolling replace: repo3's VM (the BACKUP) first, and repo2's only once repo3 serves again on
+its new VM; repo2's release hands the VIP and the volume over: one gap in the samples, never
+two holders, and a file written before reads back after.
 
 The stack is a copy of the sim stack named ``grow`` (Pulumi.grow.yaml, written for the test
 and removed after it, as its lab is).
@@ -19,7 +24,9 @@ and removed after it, as its lab is).
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +37,7 @@ from components import lab as labmod
 from components.lab import Lab, LabError
 from components.lab import vcsim as labvcsim
 from components.lab.plan import stack_id
+from components.lab.vmexec import node_exec
 from tests.lab.labkit import ROOT, node_picture
 from tests.lab.test_make_lab import has_plugin, make
 
@@ -40,8 +48,12 @@ STACK_FILE = ROOT / f"Pulumi.{GROW}.yaml"
 REPO3 = {"name": "repo3", "ip": "198.18.50.163", "priority": 99}
 
 
-def write_stack(extra_nodes: list[dict[str, object]], drop: tuple[str, ...] = ()) -> None:
+def write_stack(
+    extra_nodes: list[dict[str, object]], drop: tuple[str, ...] = (), template: str = ""
+) -> None:
     doc = yaml.safe_load((ROOT / "Pulumi.sim.yaml").read_text(encoding="utf-8"))
+    if template:
+        doc["config"]["repo-cluster:template"] = template
     nodes = doc["config"]["repo-cluster:nodes"] + extra_nodes
     doc["config"]["repo-cluster:nodes"] = [n for n in nodes if n["name"] not in drop]
     text = "# written by tests/lab/test_add_node.py; removed after it\n" + yaml.safe_dump(doc)
@@ -149,3 +161,47 @@ def test_a_third_node_joins_a_running_cluster(grow_stack: Path) -> None:
     }
     with pytest.raises(LabError):
         labvcsim.extra_config(lab.settings, "repo1")  # its VM is gone
+    rolling_replace(lab)
+
+
+OLD_DISK = "/root/repo-cluster-old-disk"
+
+
+def rolling_replace(lab: Lab) -> None:
+    """A new template in the stack file: `make lab` (`pulumi up`) replaces repo3's VM, then
+    repo2's, each node serving again before the next VM goes."""
+    mount = lab.settings.mount_point
+    for name in ("repo2", "repo3"):  # the old disks carry a mark; a new VM has a fresh disk
+        node_exec(GROW, name, ["touch", OLD_DISK], check=True)
+    data = f"written on repo2 before the upgrade {time.time()}\n"
+    node_exec(
+        GROW, "repo2", ["sh", "-c", f"cat > {mount}/before-upgrade; sync"], input=data, check=True
+    )
+    write_stack([REPO3], drop=("repo1",), template="repo-template-next")
+    with Sampler() as sampler:
+        fourth = make("lab", {"STACK": GROW})
+    text = fourth.stdout + fourth.stderr
+    assert fourth.returncode == 0, text[-4000:]
+    for n in ("repo3", "repo2"):
+        assert f"{n}: serving on its new VM: BACKUP" in text, text[-4000:]
+    holders = []
+    for i, seen in enumerate(sampler.samples):
+        vip = [n for n, (_, v, _) in seen.items() if v]
+        mounts = [n for n, (_, _, m) in seen.items() if m]
+        assert len(vip) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
+        holders.append(vip[0] if vip else None)
+    runs = [h for i, h in enumerate(holders) if i == 0 or h != holders[i - 1]]
+    assert runs in (["repo2", "repo3"], ["repo2", None, "repo3"]), runs  # one move, one gap
+    log = (lab.dir / "hostd.log").read_text()
+    gone = [
+        m.group(1) for m in re.finditer(r"(repo\d): stopped QEMU \((?:destroyed|replaced)", log)
+    ]
+    assert gone[-2:] == ["repo3", "repo2"], gone  # the BACKUP's VM first
+    assert picture(labmod.load_lab(GROW)) == {
+        "repo2": ("BACKUP", False, False),
+        "repo3": ("MASTER", True, True),
+    }
+    for name in ("repo2", "repo3"):
+        assert node_exec(GROW, name, ["test", "-e", OLD_DISK]).returncode == 1, name
+    read = node_exec(GROW, "repo3", ["cat", f"{mount}/before-upgrade"], check=True)
+    assert read.stdout == data

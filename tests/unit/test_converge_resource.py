@@ -70,6 +70,8 @@ DIFFS = [
     pytest.param({"digest": "d2"}, True, id="new bundle digest: update"),
     pytest.param({"ip": "198.18.50.171"}, True, id="new address: update"),
     pytest.param({"known_host_keys": ["ssh-rsa BBBB"]}, True, id="new host keys: update"),
+    # where a new VM's node is looked at: no reason to converge a running node again
+    pytest.param({"config": {"repo-cluster:vip": "x"}}, False, id="new config map: no change"),
 ]
 
 

@@ -110,3 +110,47 @@ def test_strict_targets_never_trust_first_contact() -> None:
     access = Access("root", "/k", _keys(), trust_first_contact=True)
     assert access.target("repo1", "198.18.50.161").trust_first_contact is True
     assert access.target("repo1", "198.18.50.161", strict=True).trust_first_contact is False
+
+
+def test_a_new_vms_node_serves_once_it_keeps_its_part_through_an_election(monkeypatch):
+    """A rolling change touches the next node's VM only once this one serves: MASTER with
+    VIP and mount, or BACKUP with neither, steadily (a node that just started is BACKUP
+    until its election ends, and may go FAULT then)."""
+    from components.converge import fleet
+    from components.converge.status import NodeStatus
+
+    s = stack_settings("sim")
+    backup = NodeStatus("repo2", "198.18.50.162", "BACKUP", False, False)
+    fault = NodeStatus("repo2", "198.18.50.162", "FAULT", False, False)
+    seen = [backup, fault, backup, backup, backup, backup]
+    now = [0.0]
+    monkeypatch.setattr(fleet, "node_status", lambda *_a: seen.pop(0) if seen else backup)
+
+    def tick(dt: float) -> None:
+        now[0] += dt
+
+    args = (s, s.node("repo2"), Access("root", "/k", ()))
+    ok, st = fleet.wait_in_service(*args, timeout=60, steady=2, clock=lambda: now[0], sleep=tick)
+    assert ok and st == backup and now[0] == 4.0  # steady from t=2 (after the FAULT) to t=4
+    seen[:] = [fault] * 100
+    ok, st = fleet.wait_in_service(*args, timeout=5, steady=2, clock=lambda: now[0], sleep=tick)
+    assert not ok and st == fault
+
+
+@pytest.mark.parametrize(
+    ("state", "vip", "mounted", "clients", "serves"),
+    [
+        ("MASTER", True, True, ("c",), True),
+        ("MASTER", True, False, (), False),  # still mounting
+        ("BACKUP", False, False, (), True),
+        ("BACKUP", False, False, ("c",), False),  # its release has not finished
+        ("BACKUP", True, False, (), False),
+        ("FAULT", False, False, (), False),
+        ("UNREACHABLE", False, False, (), False),
+    ],
+)
+def test_serving_is_master_with_all_or_backup_with_nothing(state, vip, mounted, clients, serves):
+    from components.converge.status import NodeStatus, serving
+
+    st = NodeStatus("repo2", "198.18.50.162", state, vip, mounted, clients=clients)
+    assert serving(st) is serves

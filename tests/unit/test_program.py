@@ -323,6 +323,57 @@ def test_converge_order_follows_priority_not_the_list(run_lab, lab_config) -> No
     ]
 
 
+def day_two(run_lab: Any, lab_config: Any, monkeypatch: Any, existing: set[str]) -> Any:
+    """The program on a stack whose nodes' VMs the preflight found (``existing``)."""
+    from components.vcenter import preflight
+
+    monkeypatch.setattr(preflight, "run", lambda _s, _stack: frozenset(existing))
+    run = run_lab(config=lab_config(**{"repo-cluster:preflight": True}))
+    assert run.error is None, run.error
+    return run
+
+
+def test_once_the_vms_exist_one_node_changes_after_the_other_lowest_priority_first(
+    run_lab, lab_config, monkeypatch
+) -> None:
+    """Day 2: repo2 (100) first, and repo1's VM (the MASTER's, 101) only after repo2's
+    converge step, which ends with repo2 serving again: a change replacing both VMs
+    replaces the BACKUP first and the MASTER last, so the VIP moves once."""
+    run = day_two(run_lab, lab_config, monkeypatch, {"repo1", "repo2"})
+    deps = _node_dependencies(run)
+    assert deps["repo-cluster-repo2-vm"] == []
+    assert deps["repo-cluster-repo2-converge"] == ["repo-cluster-repo2-vm"]
+    assert deps["repo-cluster-repo1-vm"] == ["repo-cluster-repo2-converge"]
+    assert deps["repo-cluster-repo1-converge"] == [
+        "repo-cluster-repo1-vm",
+        "repo-cluster-repo2-converge",
+    ]
+    order = [r.name for r in run.mocks.registrations]
+    assert order.index("repo-cluster-repo1-vm") > order.index("repo-cluster-repo2-converge")
+    [rollout] = run.of_type(ROLLOUT)
+    assert rollout.inputs["existing"] == ["repo1", "repo2"]
+    assert not any(d.endswith(("-vm", "-converge")) for d in run.mocks.dependencies[rollout.name])
+    # the same resources as a first build: only the order differs
+    first = run_lab()
+    assert sorted((r.typ, r.name) for r in run.mocks.registrations) == sorted(
+        (r.typ, r.name) for r in first.mocks.registrations
+    )
+
+
+def test_a_first_build_makes_every_vm_at_once(lab) -> None:
+    assert _node_dependencies(lab)["repo-cluster-repo1-vm"] == []
+    assert _node_dependencies(lab)["repo-cluster-repo2-vm"] == []
+
+
+def test_a_node_whose_vm_is_gone_is_a_new_machine_for_the_rollout(
+    run_lab, lab_config, monkeypatch
+) -> None:
+    run = day_two(run_lab, lab_config, monkeypatch, {"repo1"})
+    [rollout] = run.of_type(ROLLOUT)
+    assert rollout.inputs["existing"] == ["repo1"]
+    assert _node_dependencies(run)["repo-cluster-repo1-vm"] == ["repo-cluster-repo2-converge"]
+
+
 def test_converge_off_registers_no_converge_step(run_lab, lab_config) -> None:
     run = run_lab(config=lab_config(**{"repo-cluster:converge": False}))
     assert run.error is None, run.error
@@ -335,7 +386,12 @@ def test_converge_off_registers_no_converge_step(run_lab, lab_config) -> None:
 
 
 def _inputs_by_name(run: Any) -> dict[str, dict[str, Any]]:
-    return {r.name: r.inputs for r in run.mocks.registrations}
+    """Each registration's inputs; a converge step's without ``config`` (where it looks for
+    a new VM's node serving: no input its diff watches)."""
+    return {
+        r.name: {k: v for k, v in r.inputs.items() if not (r.typ == CONVERGE and k == "config")}
+        for r in run.mocks.registrations
+    }
 
 
 def test_second_up_registers_identical_inputs(lab, run_lab) -> None:
@@ -482,9 +538,10 @@ def test_a_cluster_wide_vrrp_change_goes_before_every_node_step(lab) -> None:
     assert rpc.is_rpc_secret(rollout.inputs["confs"])
     confs = rpc.unwrap_rpc_secret(rollout.inputs["confs"])
     assert sorted(confs) == ["repo1", "repo2"]
-    # each VM id with its node's name: a VM the last run did not see is a new machine
+    # the nodes, and those whose VM the program found (none looked at: preflight is off)
     assert rollout.inputs["nodes"] == ["repo1", "repo2"]
-    assert rollout.inputs["vm_ids"] == [lab.vms["repo1"].id, lab.vms["repo2"].id]
+    assert rollout.inputs.get("existing") is None
+    assert not any(d.endswith("-vm") for d in lab.mocks.dependencies[rollout.name])
     _, auth_pass = program_secrets(lab)
     for text in confs.values():
         assert f"auth_pass {auth_pass}" in base64.b64decode(text).decode()

@@ -104,18 +104,22 @@ def test_adding_a_node_reloads_the_running_ones_with_their_new_peer_first():
     assert plan(views, NEW) == Plan("repo1", ("repo2",))
 
 
-def test_the_rollout_step_tells_new_machines_by_their_vm_ids():
-    """pulumi up's VrrpRollout: a node whose VM the last run did not see (added, replaced)
-    is a new machine; on create every node is looked at."""
+def test_the_rollout_step_tells_new_machines_by_the_vms_the_program_found():
+    """pulumi up's VrrpRollout: a node whose VM the program did not find (added, or its VM
+    gone) is a new machine; a node whose VM exists is looked at, even one about to be
+    replaced (the rollout runs before any VM changes). When the program did not look
+    (preflight off): the nodes the last run did not have, every node on create."""
     from components.vrrp_rollout import new_machines
 
-    olds = {"vm_ids": ["vm-1", "vm-2"], "nodes": ["repo1", "repo2"]}
-    grown = {"vm_ids": ["vm-1", "vm-2", "vm-3"], "nodes": ["repo1", "repo2", "repo3"]}
-    assert new_machines(grown, olds) == ["repo3"]
-    replaced = {"vm_ids": ["vm-9", "vm-2"], "nodes": ["repo1", "repo2"]}
-    assert new_machines(replaced, olds) == ["repo1"]
-    assert new_machines(olds, olds) == []
-    assert new_machines(grown, None) == []
+    grown = {"existing": ["repo1", "repo2"], "nodes": ["repo1", "repo2", "repo3"]}
+    assert new_machines(grown, None) == ["repo3"]
+    first = {"existing": [], "nodes": ["repo1", "repo2"]}
+    assert new_machines(first, None) == ["repo1", "repo2"]
+    assert new_machines({**first, "existing": ["repo2", "repo1"]}, first) == []
+    olds = {"existing": None, "nodes": ["repo1", "repo2"]}
+    unlooked = {"existing": None, "nodes": ["repo1", "repo2", "repo3"]}
+    assert new_machines(unlooked, olds) == ["repo3"]
+    assert new_machines(unlooked, None) == ["repo1", "repo2", "repo3"]
 
 
 def test_a_node_removed_from_the_stack_is_retired_before_the_change(monkeypatch):
