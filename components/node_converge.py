@@ -1,14 +1,12 @@
 """NodeConverge: the Fabric converge of one node, as a Pulumi dynamic resource.
 
 Registered per node after its VM (``depends_on``), so ``pulumi up`` ends with every node
-matching its bundle. On a new VM (create, or a replaced VM) the step ends only once the node
-serves, steadily: MASTER with the VIP and the mount, or BACKUP with neither (``config``
-says where to look); in a rolling change the next node's VM waits for that
-(components/cluster.py). Inputs: the node's address and SSH access, the trusted host public keys,
-the bundle (serialized, secret) and its digest. ``diff`` reports an update when any of them
-changes, so a new bundle digest converges the node again, and a replace (delete first) when
-the VM is replaced; ``delete`` releases the volume and stops keepalived (best effort, bounded,
-never a lazy unmount) before the VM goes away, whether the VM is destroyed or replaced.
+matching its bundle; beside the running nodes (components/converge/joining.py: mixed versions
+refused; on a new VM the step ends once the node serves). Inputs: address, SSH access, the
+trusted host keys, the bundle (serialized, secret) and its digest; ``diff`` reports an update
+when any changes, and a replace (delete first) when the VM is replaced; ``delete`` releases
+the volume and stops keepalived (best effort, bounded, never a lazy unmount) before the VM
+goes, whether it is destroyed or replaced.
 
 Host keys (components/converge/trust.py): on create, and on an update whose ``vm_id``
 changed (a replaced VM), the node is a new VM: the converge reads, over the vSphere API, the
@@ -41,14 +39,7 @@ from components.rerun import log_info, log_warn
 
 # Inputs whose change means "converge again" (an update, never a replace). Not key_file: the
 # operator's key path differs between checkouts and machines without changing the node.
-WATCHED = (
-    "vm_id",
-    "digest",
-    "ip",
-    "ssh_user",
-    "known_host_keys",
-    "trust_first_contact",
-)
+WATCHED = ("vm_id", "digest", "ip", "ssh_user", "known_host_keys", "trust_first_contact")
 RESULTS = ("changed", "count", "first_contact_fingerprint", "host_key", "verified", "deferred")
 RELEASE_TIMEOUT = 60
 BOOT_TIMEOUT = 900  # a VM just created boots, runs cloud-init's first stage, then starts sshd
@@ -138,15 +129,19 @@ class SshRunner:
         target = self._target(props, first_contact, key)
         if new_vm and target.record:  # a new machine: nothing was seen of it yet
             trust.SeenNodes(Path(target.record)).forget(target.name)
-        result = converge_one(target, bundle_from_json(str(props["bundle"])), log=log_info)
-        if result.error:
-            raise RuntimeError(result.error)
-        if new_vm and props.get("config"):  # serving, before the next node is touched
-            from components.converge import fleet, ssh
+        peers = None  # the running nodes, seen from the stack's config (joining.Joining)
+        if props.get("config"):
+            from components.converge import joining, ssh
 
             keys = tuple(props["known_host_keys"])
             access = ssh.Access(str(props["ssh_user"]), str(props["key_file"]), keys)
-            log_info(fleet.await_service(dict(props["config"]), str(props["node"]), access))
+            peers = joining.Joining(dict(props["config"]), str(props["node"]), access)
+        bundle = bundle_from_json(str(props["bundle"]))
+        result = converge_one(target, bundle, gate=peers.gate if peers else None, log=log_info)
+        if result.error:
+            raise RuntimeError(result.error)
+        if new_vm and peers:  # serving, before the next node is touched
+            log_info(peers.await_service())
         return {
             "changed": result.changed,
             "count": result.count,

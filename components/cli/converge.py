@@ -17,7 +17,7 @@ from components.bundle import Secrets, authorized_keys, render_cluster
 from components.cli.common import Loaded, load_stack, published_keys, require
 from components.cli.dns import describe
 from components.config import PROJECT_ROOT, Settings
-from components.converge import fleet
+from components.converge import compat, fleet
 from components.converge.ssh import Access
 from components.converge.status import NodeStatus, cluster_problems
 from components.dns.stack import stack_record
@@ -165,14 +165,16 @@ def status(c: Context, stack: str = "", json: bool = False, lab_secrets: bool = 
     """Show each node's VRRP state, VIP and mount; exit 1 unless one MASTER holds both.
 
     Exactly one node must be MASTER, hold the VIP and have the volume mounted; every other
-    node must be BACKUP with neither.
+    node must be BACKUP with neither; and no two nodes may run versions that break a failover
+    between them (keepalived's unicast VRRPv3 checksum, XFS features a kernel cannot mount).
     """
     require("status", stack=stack)
     loaded = load_stack(stack, "status", lab_secrets)
     _stderr(f"status: secrets from {loaded.source}")
     s, secrets = loaded.settings, loaded.secrets
-    statuses = fleet.cluster_status(s, access_for(s, secrets, False))
-    problems = cluster_problems(statuses)
+    access = access_for(s, secrets, False)
+    statuses = fleet.cluster_status(s, access)
+    problems = cluster_problems(statuses) + compat.problems_of(s, access, statuses)
     rec = stack_record(s, loaded.tsig_secret)
     dns_line, dns_problems = describe(rec) if rec else (None, [])
     problems += dns_problems

@@ -16,18 +16,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import paramiko
 from fabric import Connection
 
+import components.converge.compat as compat
 import components.converge.node as converge
 import components.converge.rollout as rollout
 import components.converge.ssh as sshconn
 import components.converge.status as status
 from components.bundle import PATHS, Bundle
 from components.bundle.build import RELEASE_TIMING
-from components.config import Node, Settings, load
+from components.config import Node, Settings
 from components.converge.ssh import Access
 
 Report = Callable[[str], None]
@@ -42,6 +42,7 @@ class StartOrder:
         settle: float,
         is_master: Callable[[Connection], bool],
         wait_limit: float = converge.INSTALL_TIMEOUT + 600,
+        check: Callable[[Connection, str], None] | None = None,
     ) -> None:
         # ``nodes`` in Settings.start_order; a node waits for those before it
         self._order = [n.name for n in nodes]
@@ -49,6 +50,7 @@ class StartOrder:
         self._settle = settle
         self._is_master = is_master
         self._wait_limit = wait_limit
+        self._check = check  # before a start: refuse_mixed
 
     def _higher(self, node: str) -> list[str]:
         return self._order[: self._order.index(node)]
@@ -56,7 +58,9 @@ class StartOrder:
     def _lower(self, node: str) -> list[str]:
         return self._order[self._order.index(node) + 1 :]
 
-    def wait_turn(self, node: str) -> None:
+    def wait_turn(self, c: Connection, node: str) -> None:
+        if self._check is not None:
+            self._check(c, node)
         deadline = time.monotonic() + self._wait_limit
         for other in self._higher(node):
             self._passed[other].wait(max(0.0, deadline - time.monotonic()))
@@ -86,7 +90,7 @@ def converge_cluster(
     def is_master(c: Connection) -> bool:
         return status.node_status(c, s, "").vrrp_state == "MASTER"
 
-    gate = StartOrder(nodes, settle=3 * s.advert_seconds + 3, is_master=is_master)
+    gate = StartOrder(nodes, 3 * s.advert_seconds + 3, is_master, check=refuse_mixed(s, access))
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         futures = {
             n.name: pool.submit(
@@ -155,56 +159,20 @@ def wait_for_cluster(
             break
         time.sleep(0.5)
     statuses = _with_ceph(s, statuses, access)
-    return statuses, status.cluster_problems(statuses)
+    return statuses, status.cluster_problems(statuses) + compat.problems_of(s, access, statuses)
 
 
-def wait_in_service(
-    s: Settings,
-    node: Node,
-    access: Access,
-    *,
-    timeout: float,
-    steady: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[bool, status.NodeStatus]:
-    """Poll ``node`` until it has been serving (:func:`status.serving`) without a break for
-    ``steady`` seconds (a node that just started is BACKUP until its election ends), or
-    ``timeout``; whether it serves, and its last status."""
-    deadline = clock() + timeout
-    since: float | None = None
-    while True:
-        st = node_status(s, node, access)
-        now = clock()
-        since = (since if since is not None else now) if status.serving(st) else None
-        if since is not None and now - since >= steady:
-            return True, st
-        if now >= deadline:
-            return False, st
-        sleep(1.0)
+def refuse_mixed(s: Settings, access: Access) -> Callable[[Connection, str], None]:
+    """The check before a node's keepalived starts: StepError naming what breaks a failover
+    between it and the running nodes (it does not start; they serve on)."""
 
+    def check(c: Connection, name: str) -> None:
+        peers = [st for st in cluster_status(s, access, ceph=False) if st.name != name]
+        found = compat.problems_of(s, access, peers, {name: compat.node_versions(c)})
+        if found:
+            raise converge.StepError("keepalived", "; ".join(found) + " (keepalived not started)")
 
-class NotInService(RuntimeError):
-    """A node just converged on a new VM does not serve (neither MASTER nor BACKUP)."""
-
-
-def await_service(config: Mapping[str, Any], name: str, access: Access) -> str:
-    """Wait (bounded: the settle time and a steady election) until node ``name`` of the
-    stack ``config`` (without secrets), converged on a new VM, serves; what it reports, or
-    NotInService saying what it reports instead."""
-    s = load(dict(config))
-    node = s.node(name)
-    steady = 3 * s.advert_seconds + 1  # past its election: a new node starts as BACKUP
-    ok, st = wait_in_service(s, node, access, timeout=settle_timeout(s) + steady, steady=steady)
-    seen = f"{st.vrrp_state}, VIP {'yes' if st.holds_vip else 'no'}, mounted " + (
-        f"{'yes' if st.mounted else 'no'}" + (f" ({st.error})" if st.error else "")
-    )
-    if not ok:
-        raise NotInService(
-            f"{node.name}: converged on its new VM but not serving ({seen}); the nodes after "
-            "it are left untouched: see `fab status`, fix it, run `pulumi up` again"
-        )
-    return f"{node.name}: serving on its new VM: {seen}"
+    return check
 
 
 # --------------------------------------------------------------------------- whole stack

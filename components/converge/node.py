@@ -41,7 +41,7 @@ class StepError(Exception):
 class StartGate(Protocol):
     """Orders first starts of keepalived across nodes (see :mod:`components.fleet`)."""
 
-    def wait_turn(self, node: str) -> None: ...
+    def wait_turn(self, c: Connection, node: str) -> None: ...
 
     def started(self, c: Connection, node: str) -> None: ...
 
@@ -220,7 +220,7 @@ def converge_node(
         commands = operations.keepalived(family, changed, active, owed)
         starting = any(cmd.startswith("systemctl start") for cmd in commands)
         if starting and gate is not None:
-            gate.wait_turn(name)
+            gate.wait_turn(c, name)
         run_owed(step, operations.KEEPALIVED, commands)
         if starting and gate is not None:
             gate.started(c, name)

@@ -33,7 +33,7 @@ def test_lower_priority_waits_for_the_higher_ones() -> None:
     started: list[str] = []
 
     def node(name: str) -> None:
-        gate.wait_turn(name)
+        gate.wait_turn(None, name)  # type: ignore[arg-type]
         started.append(name)
         gate.passed(name)
 
@@ -116,7 +116,7 @@ def test_a_new_vms_node_serves_once_it_keeps_its_part_through_an_election(monkey
     """A rolling change touches the next node's VM only once this one serves: MASTER with
     VIP and mount, or BACKUP with neither, steadily (a node that just started is BACKUP
     until its election ends, and may go FAULT then)."""
-    from components.converge import fleet
+    from components.converge import fleet, joining
     from components.converge.status import NodeStatus
 
     s = stack_settings("sim")
@@ -130,10 +130,10 @@ def test_a_new_vms_node_serves_once_it_keeps_its_part_through_an_election(monkey
         now[0] += dt
 
     args = (s, s.node("repo2"), Access("root", "/k", ()))
-    ok, st = fleet.wait_in_service(*args, timeout=60, steady=2, clock=lambda: now[0], sleep=tick)
+    ok, st = joining.wait_in_service(*args, timeout=60, steady=2, clock=lambda: now[0], sleep=tick)
     assert ok and st == backup and now[0] == 4.0  # steady from t=2 (after the FAULT) to t=4
     seen[:] = [fault] * 100
-    ok, st = fleet.wait_in_service(*args, timeout=5, steady=2, clock=lambda: now[0], sleep=tick)
+    ok, st = joining.wait_in_service(*args, timeout=5, steady=2, clock=lambda: now[0], sleep=tick)
     assert not ok and st == fault
 
 
@@ -154,3 +154,21 @@ def test_serving_is_master_with_all_or_backup_with_nothing(state, vip, mounted, 
 
     st = NodeStatus("repo2", "198.18.50.162", state, vip, mounted, clients=clients)
     assert serving(st) is serves
+
+
+def test_a_start_is_refused_by_the_gates_check_before_it_waits() -> None:
+    """fab converge and a pulumi up step check a starting node against the running ones
+    (fleet.refuse_mixed) before its keepalived starts: a StepError there, no start."""
+    from components.converge.node import StepError
+
+    s = stack_settings("sim")
+    seen: list[str] = []
+
+    def check(_c: object, name: str) -> None:
+        seen.append(name)
+        raise StepError("keepalived", "mixed versions (keepalived not started)")
+
+    gate = StartOrder(s.start_order, settle=0, is_master=lambda _c: True, check=check)
+    with pytest.raises(StepError, match="not started"):
+        gate.wait_turn(None, "repo2")  # type: ignore[arg-type]
+    assert seen == ["repo2"]
