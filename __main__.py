@@ -5,6 +5,7 @@ from pathlib import Path
 import pulumi
 
 from components.bundle import authorized_keys
+from components.bundle.guestinfo import stack_marker
 from components.cluster import RepoCluster, RepoClusterArgs
 from components.config import ConfigError, deploy_problems, load_pulumi
 from components.vcenter import preflight
@@ -18,7 +19,7 @@ try:  # stop before any resource exists, listing every problem
     operator_keys = authorized_keys(settings, ROOT, required=True)
     # the nodes whose VM exists: they are replaced or updated one after the other
     existing = (
-        preflight.run(settings, f"{pulumi.get_project()}/{pulumi.get_stack()}")
+        preflight.run(settings, stack_marker(pulumi.get_project(), pulumi.get_stack()))
         if settings.preflight
         else None
     )

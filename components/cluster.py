@@ -23,6 +23,7 @@ import pulumi_vsphere as vsphere
 
 from components.auth_pass import AuthPass
 from components.bundle import Bundle, Secrets, render_node
+from components.bundle.guestinfo import stack_marker
 from components.cluster_check import ClusterCheck, ClusterCheckArgs
 from components.config import Settings, pulumi_config
 from components.converge.trust import record_path
@@ -66,7 +67,7 @@ class RepoCluster(pulumi.ComponentResource):
     ) -> None:
         super().__init__("repo-cluster:index:RepoCluster", name, {}, opts)
         s = args.settings
-        stack_id = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+        stack_id = stack_marker(pulumi.get_project(), pulumi.get_stack())
         password = s.vsphere_password.value
         # Explicit provider: the password enters as a secret whatever the stack file holds.
         self.provider = vsphere.Provider(

@@ -14,6 +14,11 @@ STACK_MARKER = "repo-cluster.stack"
 """extraConfig key every VM of ours carries: ``<project>/<stack>`` (the preflight, the lab)."""
 
 
+def stack_marker(project: str, stack: str) -> str:
+    """The value of :data:`STACK_MARKER` on the VMs of ``stack`` of ``project``."""
+    return f"{project}/{stack}"
+
+
 def encode(text: str) -> str:
     """gzip (mtime 0: the same text always gives the same bytes) then base64."""
     return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()

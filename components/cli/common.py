@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 
 import components.cli.stack_state as stack_state
 from components.bundle import Secrets
+from components.bundle.guestinfo import stack_marker
 from components.config import PROJECT_ROOT, ConfigError, Settings, load_stack_file, stack_file
 from components.lab import deploy
 from components.lab import secrets as labsecrets
@@ -40,7 +41,7 @@ def published_keys(
     """(node, host public key its VM publishes) read from vCenter (components/vcenter/
     published.py); none, reported, when vCenter cannot be read: a converged node needs only
     the shared keys."""
-    stack_id = f"{deploy.PROJECT_NAME}/{stack}"
+    stack_id = stack_marker(deploy.PROJECT_NAME, stack)
     try:
         keys = published.read(published.VCenter.of(s), stack_id, [n.name for n in s.nodes])
     except Exception as e:  # unreachable, a login refused, a vSphere fault: say which

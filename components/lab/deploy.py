@@ -19,9 +19,10 @@ import yaml
 
 from components.bundle.render import TEMPLATE_FOLDERS
 from components.config import PROJECT_ROOT, stack_file
+from components.config.keys import NAMESPACE
 from components.lab.plan import lab_dir
 
-PROJECT_NAME = "repo-cluster"
+PROJECT_NAME = NAMESPACE  # Pulumi.yaml's name: the config namespace
 LINKED = ("Pulumi.yaml", "__main__.py", "components", ".venv", *TEMPLATE_FOLDERS)
 
 

@@ -14,7 +14,9 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.bundle.guestinfo import stack_marker
 from components.config import PROJECT_ROOT, Settings, load_stack_file, stack_file
+from components.config.keys import NAMESPACE
 from components.lab.net import RUNTIME_ROOT, LabError, check_stack_name, ifname
 from components.lab.qemu import Machine
 
@@ -147,7 +149,7 @@ def load_lab(stack: str, repo: Path = REPO) -> Lab:
 
 def stack_id(lab: Lab) -> str:
     """The marker a VM of this lab's stack carries (RepoNode sets it; so does lab-up)."""
-    return f"repo-cluster/{lab.stack}"
+    return stack_marker(NAMESPACE, lab.stack)  # the project is named as its config namespace
 
 
 def hostd_log(lab: Lab) -> Path:
