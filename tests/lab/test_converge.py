@@ -27,7 +27,7 @@ import pytest
 
 from components.bundle import PATHS, Bundle, Secrets, authorized_keys, hostkeys, render_cluster
 from components.config import PROJECT_ROOT
-from components.converge import fleet, operations
+from components.converge import compat, fleet, operations
 from components.converge.ssh import Access, fingerprint
 from components.lab import Lab, node_exec
 from components.lab import secrets as labsecrets
@@ -165,6 +165,27 @@ def test_daemons_run_and_repo1_is_the_only_master(first, sim_lab, secrets):
     )
     got = {st.name: (st.vrrp_state, st.holds_vip, st.mounted) for st in statuses}
     assert got == HEALTHY
+
+
+def test_the_mixed_version_check_reads_each_nodes_versions_and_the_volumes_features(
+    first, sim_lab, secrets
+):
+    """What the check before a keepalived start and `fab status` read, on the real nodes: each
+    node's keepalived and kernel, the XFS features of the mounted volume (the lab makes it
+    with the host's mkfs.xfs: reflink, bigtime, inobtcount), and no problem between nodes of
+    one image. The same volume beside an EL7 node is named."""
+    s = sim_lab.settings
+    access = Access.for_stack(s, PROJECT_ROOT, secrets.public_host_keys, False)
+    statuses = fleet.cluster_status(s, access, ceph=False)
+    assert compat.problems_of(s, access, statuses) == []
+    for n in sim_lab.nodes:
+        v = compat.parse_versions(in_node(n.name, "sh", "-c", compat.VERSIONS_COMMAND))
+        assert v.keepalived and v.kernel == in_node(n.name, "uname", "-r").strip(), v
+    features = compat.parse_xfs_info(in_node("repo1", "xfs_info", s.mount_point))
+    assert {"reflink", "bigtime"} <= features, features
+    el7 = compat.Versions((1, 3, 5), "3.10.0-1160.el7.x86_64")
+    [found] = compat.problems(s, {"repo1": v, "repo2": el7}, features)
+    assert found.startswith("repo2 (kernel 3.10.0-1160.el7.x86_64) cannot mount")
 
 
 # --------------------------------------------------------------------------- real OpenSSH
