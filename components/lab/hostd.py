@@ -45,6 +45,23 @@ from components.vcenter.preflight import connect
 POLL = 1.0
 
 
+def _disk_owner(disk: Path) -> Path:
+    """Beside a VM's disk: the managed object id of the VM it belongs to."""
+    return disk.with_suffix(".moid")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _drop_disk(disk: Path) -> None:
+    disk.unlink(missing_ok=True)
+    _disk_owner(disk).unlink(missing_ok=True)
+
+
 def _moid(ref: Any) -> str:
     """A VM's managed object id in vcsim (``vm-42``)."""
     return str(ref._moId)
@@ -140,7 +157,7 @@ class Agent:
                     self.say(f"{name}: stopped QEMU ({why} in vcsim, uuid {uuid})")
                 del self.owners[name]
                 if view is None:
-                    machine.disk.unlink(missing_ok=True)
+                    _drop_disk(machine.disk)
             elif not machine.running():
                 self.say(f"{name}: QEMU exited; powering the VM off in vcsim (uuid {uuid})")
                 del self.owners[name]
@@ -156,7 +173,7 @@ class Agent:
             self._start(view)
         for disk in self.lab.vm_disks():
             if disk.stem not in views:
-                disk.unlink(missing_ok=True)
+                _drop_disk(disk)
 
     def _start(self, view: VmView) -> None:
         node = self.lab.node(view.name)
@@ -165,8 +182,14 @@ class Agent:
         if not hw.mac:
             hw = Hardware(hw.uuid, hw.cpus, hw.memory_mb, hw.disk_gb, node.mac)
         labnet.ensure_tap(node.tap, self.lab.bridge)
+        # the disk is the VM's: one replaced between two looks (the old one seen powered off,
+        # then the new one, same UUID, powered on) gets a fresh one, as a new VM does
+        moid, owner = _moid(view.ref), _disk_owner(machine.disk)
+        if machine.disk.exists() and _read(owner) != moid:
+            _drop_disk(machine.disk)
         pid = machine.start(hw, self.image, node.tap, self.lab.apt_url)
-        self.owners[view.name] = (view.uuid, _moid(view.ref))
+        owner.write_text(moid + "\n")
+        self.owners[view.name] = (view.uuid, moid)
         (machine.run_dir / "uuid").write_text(view.uuid + "\n")
         self.say(
             f"{view.name}: powered on in vcsim: QEMU pid {pid}, {hw.cpus} vCPU, "

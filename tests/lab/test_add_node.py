@@ -197,7 +197,8 @@ def rolling_replace(lab: Lab) -> None:
     assert runs in (["repo2", "repo3"], ["repo2", None, "repo3"]), runs  # one move, one gap
     log = (lab.dir / "hostd.log").read_text()
     gone = [
-        m.group(1) for m in re.finditer(r"(repo\d): stopped QEMU \((?:destroyed|replaced)", log)
+        m.group(1)
+        for m in re.finditer(r"(repo\d): stopped QEMU \((?:destroyed|replaced|powered off)", log)
     ]
     assert gone[-2:] == ["repo3", "repo2"], gone  # the BACKUP's VM first
     assert picture(labmod.load_lab(GROW)) == {
