@@ -5,7 +5,9 @@ first start of keepalived. With ``state BACKUP`` + ``nopreempt`` whichever node 
 wins MASTER, so a fresh cluster started in parallel would elect a random node. The
 :class:`StartOrder` gate lets a node start keepalived only after every higher-priority node
 has passed its keepalived step, and a node that starts it waits (bounded) until it is MASTER
-while lower-priority nodes are still to come. Everything else runs fully in parallel.
+while lower-priority nodes are still to come. Before a start, :func:`refuse_mixed` checks the
+node against the running ones (components/converge/compat.py). Everything else runs fully in
+parallel.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class NotInService(RuntimeError):
 class Joining:
     """A node's converge step (``pulumi up``) beside the running nodes of the stack
     ``config`` (without secrets): its keepalived start refused on mixed versions
-    (:func:`refuse_mixed`), and, on a new VM, :meth:`await_service`."""
+    (:func:`fleet.refuse_mixed`), and, on a new VM, :meth:`await_service`."""
 
     config: Mapping[str, Any]
     name: str
