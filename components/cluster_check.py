@@ -31,11 +31,7 @@ def check(props: dict[str, Any]) -> dict[str, Any]:
     s = load(dict(props["config"]))
     access = Access(s.ssh_user, str(props["key_file"]), tuple(props["known_host_keys"]))
     statuses, problems = fleet.wait_for_cluster(s, access, timeout=fleet.settle_timeout(s))
-    seen = "; ".join(
-        f"{st.name}: {st.vrrp_state}, VIP {'yes' if st.holds_vip else 'no'}, "
-        f"mounted {'yes' if st.mounted else 'no'}" + (f" ({st.error})" if st.error else "")
-        for st in statuses
-    )
+    seen = "; ".join(f"{st.name}: {st.summary}" for st in statuses)
     if problems:
         raise RuntimeError(f"cluster check failed: {'; '.join(problems)} [{seen}]")
     return {"seen": seen}

@@ -74,12 +74,10 @@ class Joining:
         ok, st = wait_in_service(
             s, node, self.access, timeout=fleet.settle_timeout(s) + steady, steady=steady
         )
-        seen = f"{st.vrrp_state}, VIP {'yes' if st.holds_vip else 'no'}, mounted " + (
-            f"{'yes' if st.mounted else 'no'}" + (f" ({st.error})" if st.error else "")
-        )
         if not ok:
             raise NotInService(
-                f"{node.name}: converged on its new VM but not serving ({seen}); the nodes "
-                "after it are left untouched: see `fab status`, fix it, run `pulumi up` again"
+                f"{node.name}: converged on its new VM but not serving ({st.summary}); the "
+                "nodes after it are left untouched: see `fab status`, fix it, run `pulumi up` "
+                "again"
             )
-        return f"{node.name}: serving on its new VM: {seen}"
+        return f"{node.name}: serving on its new VM: {st.summary}"

@@ -50,6 +50,13 @@ class NodeStatus:
     """The client instances (ADDR:PORT/NONCE) of this node's mappings of the image: only the
     MASTER maps it."""
 
+    @property
+    def summary(self) -> str:
+        """``MASTER, VIP yes, mounted yes`` (and the error, if any): what the node reports."""
+        said = f"{self.vrrp_state}, VIP {'yes' if self.holds_vip else 'no'}, "
+        said += f"mounted {'yes' if self.mounted else 'no'}"
+        return said + (f" ({self.error})" if self.error else "")
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for optional in ("error", "ceph", "fenced"):
