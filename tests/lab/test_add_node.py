@@ -77,6 +77,17 @@ def picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
     return seen
 
 
+def at_most_one_holder(samples: list[dict[str, tuple[str, bool, bool]]]) -> list[str | None]:
+    """Asserts that no sample has two VIP holders or two mounts; each sample's holder."""
+    holders = []
+    for i, seen in enumerate(samples):
+        vip = [n for n, (_, v, _) in seen.items() if v]
+        mounts = [n for n, (_, _, m) in seen.items() if m]
+        assert len(vip) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
+        holders.append(vip[0] if vip else None)
+    return holders
+
+
 class Sampler:
     """Pictures of the cluster taken one after the other until stopped."""
 
@@ -151,10 +162,7 @@ def test_a_third_node_joins_a_running_cluster(grow_stack: Path) -> None:
     text = third.stdout + third.stderr
     assert third.returncode == 0, text[-4000:]
     assert "repo1: vrrp: released and stopped: removed from the stack" in text, text[-4000:]
-    for i, seen in enumerate(sampler.samples):
-        holders = [n for n, (_, vip, _) in seen.items() if vip]
-        mounts = [n for n, (_, _, mounted) in seen.items() if mounted]
-        assert len(holders) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
+    at_most_one_holder(sampler.samples)
     assert picture(labmod.load_lab(GROW)) == {
         "repo2": ("MASTER", True, True),
         "repo3": ("BACKUP", False, False),
@@ -185,14 +193,11 @@ def rolling_replace(lab: Lab) -> None:
     for n in ("repo3", "repo2"):
         assert f"{n}: serving on its new VM: BACKUP" in text, text[-4000:]
     holders: list[str | None] = []
-    for i, seen in enumerate(sampler.samples):
-        vip = [n for n, (_, v, _) in seen.items() if v]
-        mounts = [n for n, (_, _, m) in seen.items() if m]
-        assert len(vip) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
+    for seen, vip in zip(sampler.samples, at_most_one_holder(sampler.samples), strict=True):
         last = next((h for h in reversed(holders) if h), None)
         if not vip and last and seen.get(last, ("",))[0] == "?":
             continue  # the holder did not answer in time: no picture of the VIP, not a gap
-        holders.append(vip[0] if vip else None)
+        holders.append(vip)
     runs = [h for i, h in enumerate(holders) if i == 0 or h != holders[i - 1]]
     assert runs in (["repo2", "repo3"], ["repo2", None, "repo3"]), runs  # one move, one gap
     log = (lab.dir / "hostd.log").read_text()
