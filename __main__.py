@@ -17,8 +17,8 @@ try:  # stop before any resource exists, listing every problem
     if problems := deploy_problems(settings):
         raise ConfigError(problems)
     operator_keys = authorized_keys(settings, ROOT, required=True)
-    # the nodes whose VM exists: they are replaced or updated one after the other
-    existing = (
+    # the nodes whose VM exists (changed one after the other), the VMs to adopt
+    found = (
         preflight.run(settings, stack_marker(pulumi.get_project(), pulumi.get_stack()))
         if settings.preflight
         else None
@@ -26,6 +26,15 @@ try:  # stop before any resource exists, listing every problem
 except (ConfigError, preflight.PreflightError) as exc:
     raise pulumi.RunError(str(exc)) from None
 
-cluster = RepoCluster("repo-cluster", RepoClusterArgs(settings, ROOT, operator_keys, existing))
+cluster = RepoCluster(
+    "repo-cluster",
+    RepoClusterArgs(
+        settings,
+        ROOT,
+        operator_keys,
+        found.existing if found else None,
+        found.adopted if found else {},
+    ),
+)
 for name, value in cluster.outputs.items():
     pulumi.export(name, value)

@@ -14,7 +14,8 @@ again before the next one's VM is touched: a rolling replace (see the comment in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from components.dns_record import DnsRecord, DnsRecordArgs
 from components.host_keys import HostKeys
 from components.node import RepoNode, RepoNodeArgs, Template
 from components.node_converge import NodeConverge, NodeConvergeArgs
+from components.vcenter.adoption import AdoptedVm, differences
 from components.vrrp_rollout import VrrpRollout, VrrpRolloutArgs
 
 
@@ -45,6 +47,8 @@ class RepoClusterArgs:
     existing: frozenset[str] | None = None
     """The nodes whose VM exists already (the preflight's look at vCenter); None: not looked
     at (``preflight: false``), built as a first build is."""
+    adopted: Mapping[str, AdoptedVm] = field(default_factory=dict)
+    """Node name -> the existing VM it adopts, as the preflight read it."""
 
 
 class RepoCluster(pulumi.ComponentResource):
@@ -138,6 +142,9 @@ class RepoCluster(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        for vm in args.adopted.values():  # the adopted server is taken as it is
+            for d in differences(s, vm):
+                pulumi.log.warn(d, resource=self)
         self.nodes = {}
         steps: list[pulumi.Resource] = []
         for n in order:
@@ -163,6 +170,7 @@ class RepoCluster(pulumi.ComponentResource):
                     folder=s.folder,
                     annotation=s.annotation,
                     after=tuple(steps[-1:]) if rolling else (),
+                    adopted=args.adopted.get(n.name),
                 ),
                 opts=child,
             )

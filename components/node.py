@@ -7,13 +7,32 @@ customization) and the cloud-init user-data/meta-data (``guestinfo.*`` in ``extr
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_vsphere as vsphere
 
+from components.bundle.guestinfo import STACK_MARKER
 from components.bundle.guestinfo import guestinfo as node_guestinfo
+from components.vcenter.adoption import AdoptedVm
+
+# What an adopted VM keeps as it is: every setting of the resource but its disks (declared as
+# vCenter holds them), its extraConfig (the stack's marker goes there) and the provider's own
+# knobs (how long to wait for what). Taken from the SDK, so a newer provider's settings are kept
+# too.
+# Declared too, as vCenter reports them (kept, an unset policy, "", would fail the provider's own
+# check).
+_DECLARED = {"tools_upgrade_policy", "swap_placement_policy"}
+_MANAGED = {"disks", "extra_config", "extra_config_reboot_required", "name", *_DECLARED}
+_KNOBS = ("wait_for_", "force_power_off", "_timeout")
+ADOPTED_KEEPS = sorted(
+    "".join([p.split("_")[0], *(w.title() for w in p.split("_")[1:])])
+    for p in inspect.signature(vsphere.VirtualMachine._internal_init).parameters
+    if p not in ("__self__", "resource_name", "opts", "__props__", *_MANAGED)
+    and not any(k in p for k in _KNOBS)
+)
 
 
 @dataclass(frozen=True)
@@ -109,9 +128,12 @@ class RepoNodeArgs:
     after: tuple[pulumi.Resource, ...] = ()
     """What the VM waits for before it is created, updated or replaced (the previous node's
     converge step in a rolling change)."""
+    adopted: AdoptedVm | None = None
+    """The existing VM this node adopts (imported as it is, never cloned): None for a clone."""
 
     def __post_init__(self) -> None:
-        self.template.check_disk(self.disk_gb)
+        if self.adopted is None:
+            self.template.check_disk(self.disk_gb)
 
 
 class RepoNode(pulumi.ComponentResource):
@@ -123,6 +145,10 @@ class RepoNode(pulumi.ComponentResource):
         self, name: str, args: RepoNodeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("repo-cluster:index:RepoNode", name, {}, opts)
+        if args.adopted is not None:
+            self.vm = _adopted_vm(f"{name}-vm", args, args.adopted, self)
+            self.register_outputs({"vm_uuid": self.vm.uuid, "ip": str(args.address.ip)})
+            return
         t = args.template
         guestinfo = pulumi.Output.secret(
             pulumi.Output.all(args.user_data, args.meta_data).apply(
@@ -195,3 +221,59 @@ class RepoNode(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"vm_uuid": self.vm.uuid, "ip": str(args.address.ip)})
+
+
+def _adopted_vm(
+    name: str, args: RepoNodeArgs, vm: AdoptedVm, parent: pulumi.Resource
+) -> vsphere.VirtualMachine:
+    """The existing VM, imported (by its inventory path) and declared as vCenter holds it: no
+    clone, no customization, no power cycle, no change to its hardware or disks. Only the
+    stack's marker is added to its extraConfig, in place. ``pulumi destroy`` leaves it in
+    vCenter (it was there before the stack); its disks are kept if ever removed from it."""
+    return vsphere.VirtualMachine(
+        name,
+        name=vm.name,
+        resource_pool_id=args.resource_pool_id,
+        num_cpus=vm.cpus,
+        memory=vm.memory_mb,
+        guest_id=vm.guest_id,
+        firmware=vm.firmware,
+        scsi_type=vm.scsi_type,
+        tools_upgrade_policy=vm.tools_upgrade_policy,
+        swap_placement_policy=vm.swap_placement_policy,
+        network_interfaces=[
+            vsphere.VirtualMachineNetworkInterfaceArgs(network_id=net, adapter_type=kind)
+            for net, kind in vm.nics
+        ],
+        disks=[
+            vsphere.VirtualMachineDiskArgs(
+                label=d.label,
+                unit_number=d.unit_number,
+                size=d.size_gb,
+                thin_provisioned=d.thin_provisioned,
+                eagerly_scrub=d.eagerly_scrub,
+                disk_mode=d.disk_mode,
+                disk_sharing=d.disk_sharing,
+                write_through=d.write_through,
+                io_share_level=d.io_share_level,
+                io_share_count=d.io_share_count,
+                io_limit=d.io_limit,
+                io_reservation=d.io_reservation,
+                keep_on_remove=True,
+            )
+            for d in vm.disks
+        ],
+        extra_config={STACK_MARKER: args.stack_id},
+        extra_config_reboot_required=False,
+        wait_for_guest_net_routable=False,
+        wait_for_guest_net_timeout=0,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=list(args.after),
+            import_=vm.path,
+            # once adopted, as for a clone: vcsim never stores the swap placement (its "" on
+            # the import must meet the declared value, it would fail the provider's check)
+            ignore_changes=[*ADOPTED_KEEPS, *(["swapPlacementPolicy"] if vm.managed else [])],
+            retain_on_delete=True,
+        ),
+    )

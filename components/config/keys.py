@@ -121,8 +121,10 @@ KEYS: tuple[Key, ...] = (
         "nodes",
         list,
         REQUIRED,
-        "Repo nodes: list of {name, ip, priority[, hostKey]}; hostKey: the fingerprint "
-        "(SHA256:...) of a node's SSH host key confirmed out of band (adopting a server).",
+        "Repo nodes: list of {name, ip, priority[, hostKey, adopt]}; hostKey: the "
+        "fingerprint (SHA256:...) of a node's SSH host key confirmed out of band; adopt: "
+        "true for an existing VM of that name to bring in (needs hostKey and the top "
+        "priority).",
     ),
     _k("vip", str, REQUIRED, "Virtual IP with prefix (10.2.50.160/24)."),
     _k("gateway", str, REQUIRED, "Default gateway of the nodes."),

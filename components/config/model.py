@@ -61,6 +61,9 @@ class Node:
     host_key: str | None = None
     """The fingerprint (``SHA256:...``) of the node's SSH host key, confirmed out of band (an
     existing server being adopted, a VM that publishes no key): trusted as proven."""
+    adopt: bool = False
+    """The node is an existing VM of that name (the single repository server the article
+    starts from): imported, never cloned, power-cycled or reformatted (README, Day 2)."""
 
     def fqdn(self, domain: str) -> str:
         return f"{self.name}.{domain}"

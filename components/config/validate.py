@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from components.config.adopt import adoption_problems
 from components.config.check import Check as _Check
 from components.config.check import full as _full
 from components.config.dnscheck import dns_values
@@ -53,7 +54,7 @@ def _nodes(c: _Check) -> tuple[Node, ...]:
         if not isinstance(item, Mapping):
             c.bad("nodes", f"{where} must be a mapping with name, ip, priority")
             continue
-        extra = set(item) - {"name", "ip", "priority", "hostKey"}
+        extra = set(item) - {"name", "ip", "priority", "hostKey", "adopt"}
         if extra:
             c.bad("nodes", f"{where} unknown field(s) {', '.join(sorted(extra))}")
         name, ip, prio = item.get("name"), item.get("ip"), item.get("priority")
@@ -75,8 +76,20 @@ def _nodes(c: _Check) -> tuple[Node, ...]:
                 "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it (SHA256:...)",
             )
             host_key = None
+        adopt = item.get("adopt", False)
+        if not isinstance(adopt, bool):
+            c.bad("nodes", f"{where}.adopt {adopt!r} must be true or false")
+            adopt = False
+        if adopt and host_key is None:
+            c.bad(
+                "nodes",
+                f"{where}.adopt: an adopted server needs its hostKey, read on its console "
+                "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`): it publishes none",
+            )
         if isinstance(name, str) and addr is not None:
-            nodes.append(Node(name, addr, prio, host_key))
+            nodes.append(Node(name, addr, prio, host_key, adopt))
+    for key, problem in adoption_problems(nodes, c.v["preflight"]):
+        c.bad(key, problem)
     for attr, label in (("name", "name"), ("ip", "ip"), ("priority", "priority")):
         seen: set[Any] = set()
         for n in nodes:

@@ -211,6 +211,19 @@ def _vm_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[s
     return spec
 
 
+def server_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[str, str]) -> Any:
+    """:func:`_vm_spec` with what a vCenter reports of any VM (and vcsim stores only when
+    given): the tools upgrade policy, the disk's sharing and IO shares. An adoption reads them."""
+    spec = _vm_spec(s, name, datastore, network, extra)
+    spec.tools = vim.vm.ToolsConfigInfo(toolsUpgradePolicy="manual")
+    disk = spec.deviceChange[1].device
+    disk.backing.sharing = "sharingNone"
+    disk.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
+        limit=-1, reservation=0, shares=vim.SharesInfo(level="normal", shares=1000)
+    )
+    return spec
+
+
 def ensure_vm(s: Settings, name: str, extra: dict[str, str]) -> bool:
     """A VM named ``name`` (the stack's size, ``extra`` as its extraConfig), powered on;
     True when it was created now. An existing VM of that name keeps its extraConfig (its

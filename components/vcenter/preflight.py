@@ -2,7 +2,8 @@
 
 Every problem is collected and reported at once: the template exists and is a template; the
 cluster, datastore and network exist; the datastore has room for every node's disk; no VM
-outside this stack already uses a node name, a node IP or the VIP.
+outside this stack already uses a node name, a node IP or the VIP; a node to adopt has its VM,
+running (components/vcenter/adoption.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyVim.connect import Disconnect, SmartConnect
@@ -17,8 +19,22 @@ from pyVmomi import vim, vmodl
 
 from components.bundle.guestinfo import STACK_MARKER
 from components.config import Settings
+from components.vcenter.adoption import AdoptedVm, differences, read
+from components.vcenter.adoption import problems as adoption_problems
 
 GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the preflight found in vCenter that the program builds on."""
+
+    existing: frozenset[str] = frozenset()
+    """The stack's nodes whose VM exists already (:func:`existing_nodes`)."""
+    adopted: dict[str, AdoptedVm] = field(default_factory=dict)
+    """Node name -> the existing VM it adopts, as vCenter holds it."""
+    differences: tuple[str, ...] = ()
+    """Where an adopted VM departs from the stack's size (reported, not changed)."""
 
 
 class PreflightError(RuntimeError):
@@ -147,7 +163,12 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     elif not (template.config and template.config.template):
         problems.append(f"repo-cluster:template: {s.template!r} exists but is not a template")
     ours = {vm.name for vm in vms if _marker(vm) == stack_id}
-    needed = len([n for n in s.nodes if n.name not in ours]) * s.disk_gb * GIB
+    adopt = {n.name: n for n in s.nodes if n.adopt}
+    for n in adopt.values():
+        vm = _named(vms, n.name)
+        problems += adoption_problems(n, vm, _marker(vm) if vm else None, stack_id)
+    new = [n for n in s.nodes if n.name not in ours and n.name not in adopt]
+    needed = len(new) * s.disk_gb * GIB
     ds = _named(_children(content, dc.datastoreFolder, vim.Datastore), s.datastore)
     if ds is None:
         problems.append(f"repo-cluster:datastore: datastore {s.datastore!r} not found")
@@ -159,7 +180,7 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     wanted_ips = {str(n.ip): f"node {n.name}" for n in s.nodes} | {str(s.vip.ip): "the VIP"}
     names = {n.name for n in s.nodes}
     for vm in vms:
-        if _marker(vm) == stack_id:
+        if _marker(vm) == stack_id or vm.name in adopt:
             continue
         if vm.name in names:
             problems.append(f"repo-cluster:nodes: a VM named {vm.name!r} already exists")
@@ -184,13 +205,28 @@ def existing_nodes(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
     return frozenset(vm.name for vm in vms if vm.name in names and _marker(vm) == stack_id)
 
 
-def run(s: Settings, stack_id: str) -> frozenset[str]:
+def adopted_vms(s: Settings, stack_id: str, si: Any) -> dict[str, AdoptedVm]:
+    """Node name -> its adopted VM as vCenter holds it (after :func:`check` passed)."""
+    content = si.RetrieveContent()
+    dc = _named(_children(content, content.rootFolder, vim.Datacenter), s.datacenter)
+    vms = _children(content, dc.vmFolder, vim.VirtualMachine) if dc else []
+    found = {}
+    for n in s.nodes:
+        vm = _named(vms, n.name) if n.adopt else None
+        if vm is not None:
+            found[n.name] = read(vm, content.rootFolder, _marker(vm), stack_id)
+    return found
+
+
+def run(s: Settings, stack_id: str) -> Found:
     """Connect, check, raise PreflightError with every problem (or a clear connection error);
-    the nodes whose VM exists already (:func:`existing_nodes`)."""
+    what was found (:class:`Found`)."""
     try:
         with connect(s) as si:
             problems = check(s, stack_id, si)
-            existing = existing_nodes(s, stack_id, si)
+            if not problems:
+                adopted = adopted_vms(s, stack_id, si)
+                existing = existing_nodes(s, stack_id, si)
     except vim.fault.InvalidLogin as exc:
         raise PreflightError([f"vsphere:user: login refused by {s.vsphere_server}"]) from exc
     except (OSError, ssl.SSLError) as exc:
@@ -199,4 +235,5 @@ def run(s: Settings, stack_id: str) -> frozenset[str]:
         ) from exc
     if problems:
         raise PreflightError(problems)
-    return existing
+    differences = tuple(d for vm in adopted.values() for d in differences(s, vm))
+    return Found(existing, adopted, differences)

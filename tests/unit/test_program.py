@@ -327,7 +327,8 @@ def day_two(run_lab: Any, lab_config: Any, monkeypatch: Any, existing: set[str])
     """The program on a stack whose nodes' VMs the preflight found (``existing``)."""
     from components.vcenter import preflight
 
-    monkeypatch.setattr(preflight, "run", lambda _s, _stack: frozenset(existing))
+    found = preflight.Found(frozenset(existing))
+    monkeypatch.setattr(preflight, "run", lambda _s, _stack: found)
     run = run_lab(config=lab_config(**{"repo-cluster:preflight": True}))
     assert run.error is None, run.error
     return run

@@ -48,6 +48,17 @@ def _node(i: int, **fields: Any) -> Callable[[Config], None]:
     return apply
 
 
+def _both(*mutations: Callable[[Config], None]) -> Callable[[Config], None]:
+    def apply(c: Config) -> None:
+        for m in mutations:
+            m(c)
+
+    return apply
+
+
+FP = "SHA256:" + "Ab1+" * 10 + "xyz"
+
+
 def _one_node(c: Config) -> None:
     c[f"{NS}:nodes"] = c[f"{NS}:nodes"][:1]
 
@@ -229,6 +240,21 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
         f"{NS}:dnsPtrZone",
         "does not hold the VIP's PTR 160.50.2.10.in-addr.arpa",
     ),
+    ("adopt-without-host-key", _node(0, adopt=True), f"{NS}:nodes", "needs its hostKey"),
+    ("adopt-not-a-bool", _node(0, adopt="yes", hostKey=FP), f"{NS}:nodes", "true or false"),
+    ("adopt-below-top", _node(1, adopt=True, hostKey=FP), f"{NS}:nodes", "highest priority"),
+    (
+        "adopt-two",
+        _both(_node(0, adopt=True, hostKey=FP), _node(1, adopt=True, hostKey=FP)),
+        f"{NS}:nodes",
+        "one existing server",
+    ),
+    (
+        "adopt-no-preflight",
+        _both(_node(0, adopt=True, hostKey=FP), _set(f"{NS}:preflight", False)),
+        f"{NS}:preflight",
+        "reads its VM",
+    ),
 ]
 
 
@@ -287,6 +313,14 @@ def test_a_node_s_confirmed_host_key_is_its_fingerprint() -> None:
     config[f"{NS}:nodes"][0]["hostKey"] = fp
     s = settings.load(config)
     assert (s.nodes[0].host_key, s.nodes[1].host_key) == (fp, None)
+
+
+def test_an_adopted_node_is_the_top_priority_with_its_host_key() -> None:
+    config = lab_config()
+    config[f"{NS}:nodes"][0].update(adopt=True, hostKey=FP)
+    s = settings.load(config)
+    assert (s.nodes[0].adopt, s.nodes[1].adopt) == (True, False)
+    assert s.start_order[0].name == s.nodes[0].name
 
 
 def test_lab_and_sim_stacks_are_valid() -> None:
