@@ -1,14 +1,13 @@
 """Converge one node to its bundle over a fabric Connection, idempotently.
 
-Steps, in order (each gathers facts, asks :mod:`components.operations` what to do, does only
-that, and records it): cloud-init, os, sources, packages, files, secrets, sysctl, units, sshd,
-keepalived. A failing step ends the node's converge with an error naming the node and the
-step; the :class:`NodeResult` says what changed before that.
+Steps (each gathers facts, asks :mod:`components.operations` what to do, does only that, and
+records it): cloud-init, os, sources, packages, files, secrets, sysctl, units, sshd, keepalived
+(first releasing what holds the volume without it). A failing step ends the converge naming the
+node and the step; :class:`NodeResult` says what changed.
 
-The files marked secret (host private keys, keyring, keepalived.conf) go in the ``secrets``
-step only, after every other file, and only to a node whose host key was proven (shared or
-the one its VM published) or, on a lab stack, trusted on first contact: see
-:func:`components.converge.trust.secrets_refusal`. Any other node fails at ``secrets``.
+The secret files (host private keys, keyring, keepalived.conf) go in the ``secrets`` step only,
+after every other file, and only to a node whose host key was proven (shared or published by
+its VM) or, on a lab stack, trusted on first contact (:func:`.trust.secrets_refusal`).
 """
 
 from __future__ import annotations
@@ -221,6 +220,8 @@ def converge_node(
         starting = any(cmd.startswith("systemctl start") for cmd in commands)
         if starting and gate is not None:
             gate.wait_turn(c, name)
+        # first, what holds the volume without keepalived (a server being adopted)
+        apply(step, [operations.release_before_start()] if starting else [])
         run_owed(step, operations.KEEPALIVED, commands)
         if starting and gate is not None:
             gate.started(c, name)
@@ -282,8 +283,8 @@ def converge_one(
     else:
         transport = c.client.get_transport()
         key_seen = transport.get_remote_server_key().fingerprint if transport else None
+        lab = target.first_contact_secrets
         try:
-            lab = target.first_contact_secrets
             result = converge_node(
                 c, bundle, gate=gate, verified=verified, first_contact_secrets=lab, log=log
             )

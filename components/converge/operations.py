@@ -188,6 +188,15 @@ def keepalived(
     return [*validate, f"systemctl {'reload' if running else 'start'} {PATHS.keepalived_unit}"]
 
 
+def release_before_start() -> str:
+    """Before keepalived starts on a node: release whatever holds the volume there without it,
+    with the notify script's own STOP (a no-op where nothing is mounted or mapped). The server
+    being adopted has the volume mapped and mounted by the article's unit; only keepalived's
+    MASTER may hold it, mapped exclusively after the fence, so it goes first: one unmount,
+    then the MASTER's mount (README, Adopting the existing repository server)."""
+    return f"{q(PATHS.notify_script)} INSTANCE converge-first-start STOP"
+
+
 def release_command() -> str:
     """Release the volume first, with the notify script's own STOP (under its lock: holders
     killed, only the labelled volume unmounted, never lazily), and stop keepalived (which hands
