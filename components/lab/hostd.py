@@ -113,13 +113,17 @@ class Agent:
         raise AssertionError("unreachable")
 
     def _ours(self) -> dict[str, VmView]:
-        """The stack's VMs in vcsim the agent runs or may start: its nodes', and a VM it
-        already runs whose node left the stack file (as on a vCenter, that VM runs on until
-        it is powered off or deleted: ``pulumi up`` retires it first)."""
+        """The stack's VMs in vcsim the agent runs or may start: its nodes' (and the server a
+        node adopts), and a VM it already runs whose node left the stack file (as on a
+        vCenter, that VM runs on until it is powered off or deleted: ``pulumi up`` retires it
+        first)."""
         mine = stack_id(self.lab)
         nodes = {n.name for n in self.lab.nodes}
+        # a server the stack adopts carries no marker until `pulumi up` imported it
+        adopted = {n.name for n in self.lab.settings.nodes if n.adopt}
         ours = {}
-        for v in (v for v in self._call(inv.collect) if v.marker == mine):
+        vms = self._call(inv.collect)
+        for v in (v for v in vms if v.marker == mine or (not v.marker and v.name in adopted)):
             if v.name in nodes or self.owners.get(v.name, ("",))[0] == v.uuid:
                 ours[v.uuid] = v
             else:

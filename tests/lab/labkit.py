@@ -8,11 +8,13 @@ commands), not with the lab's bookkeeping, so a lab that lies about its state fa
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.lab import Lab, LabNode, node_exec
+from components import lab as labmod
+from components.lab import Lab, LabError, LabNode, node_exec
 from components.lab import ceph as labceph
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -130,6 +132,56 @@ def node_picture(lab: Lab, name: str, timeout: float = 120) -> tuple[str, bool, 
     state, addrs, src = [*out.split("--\n"), "", ""][:3]
     mounted = any(x.startswith("/dev/rbd") for x in src.split())
     return (state.strip() or "-", f" {s.vip.ip}/" in addrs, mounted)
+
+
+def running_pictures(lab: Lab, names: tuple[str, ...]) -> dict[str, tuple[str, bool, bool]]:
+    """node -> :func:`node_picture` for every running VM of the ``names`` (in the stack file
+    or not: a removed node runs until its VM goes); ("?", False, False) for one that does not
+    answer yet."""
+    seen = {}
+    for name in names:
+        if lab.machine(name).running():
+            try:
+                seen[name] = node_picture(lab, name, timeout=30)
+            except LabError:
+                seen[name] = ("?", False, False)
+    return seen
+
+
+def at_most_one_holder(samples: list[dict[str, tuple[str, bool, bool]]]) -> list[str | None]:
+    """Asserts that no sample has two VIP holders or two mounts; each sample's holder."""
+    holders = []
+    for i, seen in enumerate(samples):
+        vip = [n for n, (_, v, _) in seen.items() if v]
+        mounts = [n for n, (_, _, m) in seen.items() if m]
+        assert len(vip) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
+        holders.append(vip[0] if vip else None)
+    return holders
+
+
+class Samples:
+    """Pictures of a stack's nodes (:func:`running_pictures`) taken one after the other, about
+    every 2 s, from entering until leaving; the lab is reloaded each time (it follows the stack
+    file)."""
+
+    def __init__(self, stack: str, names: tuple[str, ...]) -> None:
+        self.stack, self.names = stack, names
+        self.samples: list[dict[str, tuple[str, bool, bool]]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append(running_pictures(labmod.load_lab(self.stack), self.names))
+            self.stop.wait(2)
+
+    def __enter__(self) -> Samples:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
 
 
 def cluster_picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:

@@ -25,7 +25,6 @@ and removed after it, as its lab is).
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from components.lab import Lab, LabError
 from components.lab import vcsim as labvcsim
 from components.lab.plan import stack_id
 from components.lab.vmexec import node_exec
-from tests.lab.labkit import ROOT, node_picture
+from tests.lab.labkit import ROOT, Samples, at_most_one_holder, running_pictures
 from tests.lab.test_make_lab import has_plugin, make
 
 pytestmark = pytest.mark.lab
@@ -64,50 +63,7 @@ NAMES = ("repo1", "repo2", "repo3")
 
 
 def picture(lab: Lab) -> dict[str, tuple[str, bool, bool]]:
-    """node -> :func:`node_picture` for every VM of the test's nodes that runs (in the stack
-    file or not: a removed node runs until its VM goes); ("?", False, False) for one that does
-    not answer yet."""
-    seen = {}
-    for name in NAMES:
-        if lab.machine(name).running():
-            try:
-                seen[name] = node_picture(lab, name, timeout=30)
-            except LabError:
-                seen[name] = ("?", False, False)
-    return seen
-
-
-def at_most_one_holder(samples: list[dict[str, tuple[str, bool, bool]]]) -> list[str | None]:
-    """Asserts that no sample has two VIP holders or two mounts; each sample's holder."""
-    holders = []
-    for i, seen in enumerate(samples):
-        vip = [n for n, (_, v, _) in seen.items() if v]
-        mounts = [n for n, (_, _, m) in seen.items() if m]
-        assert len(vip) <= 1 and len(mounts) <= 1, f"sample {i}: {seen}"
-        holders.append(vip[0] if vip else None)
-    return holders
-
-
-class Sampler:
-    """Pictures of the cluster taken one after the other until stopped."""
-
-    def __init__(self) -> None:
-        self.samples: list[dict[str, tuple[str, bool, bool]]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            self.samples.append(picture(labmod.load_lab(GROW)))  # follows the stack file
-            self.stop.wait(2)
-
-    def __enter__(self) -> Sampler:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=120)
+    return running_pictures(lab, NAMES)
 
 
 @pytest.fixture
@@ -132,7 +88,7 @@ def test_a_third_node_joins_a_running_cluster(grow_stack: Path) -> None:
     assert picture(lab) == {"repo1": ("MASTER", True, True), "repo2": ("BACKUP", False, False)}
 
     write_stack([REPO3])
-    with Sampler() as sampler:
+    with Samples(GROW, NAMES) as sampler:
         second = make("lab", {"STACK": GROW})
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
 
@@ -157,7 +113,7 @@ def test_a_third_node_joins_a_running_cluster(grow_stack: Path) -> None:
     assert all(e.get("repo-cluster.stack") == stack_id(lab) for e in extra.values())
 
     write_stack([REPO3], drop=("repo1",))  # the MASTER leaves the cluster
-    with Sampler() as sampler:
+    with Samples(GROW, NAMES) as sampler:
         third = make("lab", {"STACK": GROW})
     text = third.stdout + third.stderr
     assert third.returncode == 0, text[-4000:]
@@ -186,7 +142,7 @@ def rolling_replace(lab: Lab) -> None:
         GROW, "repo2", ["sh", "-c", f"cat > {mount}/before-upgrade; sync"], input=data, check=True
     )
     write_stack([REPO3], drop=("repo1",), template="repo-template-next")
-    with Sampler() as sampler:
+    with Samples(GROW, NAMES) as sampler:
         fourth = make("lab", {"STACK": GROW})
     text = fourth.stdout + fourth.stderr
     assert fourth.returncode == 0, text[-4000:]
