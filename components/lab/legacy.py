@@ -21,9 +21,9 @@ from pyVmomi import vim
 
 import components.lab.secrets as labsecrets
 import components.lab.vcsim as labvcsim
-from components.bundle import PATHS, authorized_keys, render_node
+from components.bundle import PATHS, Secrets, authorized_keys, render_node
 from components.bundle.guestinfo import STACK_MARKER, guestinfo
-from components.config import PROJECT_ROOT
+from components.config import PROJECT_ROOT, Settings
 from components.lab.net import LabError
 from components.lab.plan import Lab
 from components.lab.vmexec import node_exec, node_run
@@ -33,12 +33,11 @@ from components.vcenter import preflight
 FILES = PROJECT_ROOT / "node" / "legacy"
 
 
-def documents(lab: Lab, name: str, repo: Path) -> tuple[str, str, dict[str, bytes]]:
+def documents(
+    s: Settings, name: str, secrets: Secrets, authorized: tuple[str, ...]
+) -> tuple[str, str, dict[str, bytes]]:
     """(user-data, meta-data, the Ceph client's files by path) of the server ``name``."""
-    s = lab.settings
     node = s.node(name)
-    secrets = labsecrets.load_or_create(s, lab.stack, repo)
-    authorized = authorized_keys(s, repo, required=True)
     bundle = render_node(s, node, secrets, authorized)  # its meta-data: the same network
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(FILES)),
@@ -59,7 +58,9 @@ def make_server(lab: Lab, name: str, repo: Path, say: Say = print) -> str:
     """The server ``name`` running with the volume mounted; the SHA256 fingerprint of its SSH
     host key. LabError when a step fails."""
     s = lab.settings
-    user_data, meta_data, files = documents(lab, name, repo)
+    secrets = labsecrets.load_or_create(s, lab.stack, repo)
+    authorized = authorized_keys(s, repo, required=True)
+    user_data, meta_data, files = documents(s, name, secrets, authorized)
     extra = {k: v for k, v in guestinfo(user_data, meta_data, "").items() if k != STACK_MARKER}
     with preflight.connect(s) as si:
         content = si.RetrieveContent()

@@ -19,7 +19,7 @@ from pyVmomi import vim, vmodl
 
 from components.bundle.guestinfo import STACK_MARKER
 from components.config import Settings
-from components.vcenter.adoption import AdoptedVm, differences, read
+from components.vcenter.adoption import AdoptedVm, read
 from components.vcenter.adoption import problems as adoption_problems
 
 GIB = 1024**3
@@ -32,9 +32,8 @@ class Found:
     existing: frozenset[str] = frozenset()
     """The stack's nodes whose VM exists already (:func:`existing_nodes`)."""
     adopted: dict[str, AdoptedVm] = field(default_factory=dict)
-    """Node name -> the existing VM it adopts, as vCenter holds it."""
-    differences: tuple[str, ...] = ()
-    """Where an adopted VM departs from the stack's size (reported, not changed)."""
+    """Node name -> the existing VM it adopts, as vCenter holds it (where it departs from the
+    stack's size is reported by RepoCluster: :func:`components.vcenter.adoption.differences`)."""
 
 
 class PreflightError(RuntimeError):
@@ -180,11 +179,12 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     wanted_ips = {str(n.ip): f"node {n.name}" for n in s.nodes} | {str(s.vip.ip): "the VIP"}
     names = {n.name for n in s.nodes}
     for vm in vms:
-        if _marker(vm) == stack_id or vm.name in adopt:
+        if _marker(vm) == stack_id:
             continue
-        if vm.name in names:
+        own = {str(adopt[vm.name].ip)} if vm.name in adopt else set()  # a server to adopt
+        if vm.name in names and not own:
             problems.append(f"repo-cluster:nodes: a VM named {vm.name!r} already exists")
-        for ip in sorted(_vm_ips(vm) & set(wanted_ips)):
+        for ip in sorted((_vm_ips(vm) - own) & set(wanted_ips)):
             problems.append(
                 f"repo-cluster:nodes: VM {vm.name!r} already uses {ip} ({wanted_ips[ip]})"
                 if wanted_ips[ip] != "the VIP"
@@ -235,5 +235,4 @@ def run(s: Settings, stack_id: str) -> Found:
         ) from exc
     if problems:
         raise PreflightError(problems)
-    differences = tuple(d for vm in adopted.values() for d in differences(s, vm))
-    return Found(existing, adopted, differences)
+    return Found(existing, adopted)
