@@ -3,7 +3,7 @@
 from components.cli.converge import converge, status
 from components.cli.dns import dns
 from components.cli.drill import drill
-from components.cli.lab import lab_down, lab_up
+from components.cli.lab import lab_down, lab_legacy_server, lab_up
 from components.cli.render import render
 from components.cli.switchover import switchover
 from components.cli.unfence import unfence
@@ -14,6 +14,7 @@ __all__ = [
     "dns",
     "drill",
     "lab_down",
+    "lab_legacy_server",
     "lab_up",
     "render",
     "status",

@@ -12,6 +12,7 @@ from invoke.exceptions import Exit
 
 from components import lab
 from components.config import ConfigError, stack_file
+from components.lab.legacy import make_server
 
 _HELP = {
     "stack": "stack whose Pulumi.<stack>.yaml describes the lab (default: sim)",
@@ -44,3 +45,17 @@ def lab_down(c: Context, stack: str = "sim") -> None:
         lab.lab_down(stack)
     except (lab.LabError, ConfigError) as exc:
         raise Exit(f"lab-down: {exc}", code=1) from exc
+
+
+@task(help={"stack": _HELP["stack"], "node": "the node whose VM is the server (default: repo1)"})
+def lab_legacy_server(c: Context, stack: str = "sim", node: str = "repo1") -> None:
+    """Make the article's single repository server in the lab, for the stack to adopt.
+
+    Its VM in vcsim, the volume mapped and mounted by its own unit; prints its hostKey."""
+    _stack_file(stack)
+    try:
+        lab.lab_up(stack, vms=False)
+        fingerprint = make_server(lab.load_lab(stack), node, lab.REPO)
+    except (lab.LabError, ConfigError) as exc:
+        raise Exit(f"lab-legacy-server: {exc}", code=1) from exc
+    print(f"{node}: hostKey {fingerprint} (its own; set it with adopt: true on the node)")

@@ -67,6 +67,7 @@ class Registration:
     provider: str = ""  # "<urn>::<id>" of the provider instance, "" for components
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    resource_id: str = ""  # what an import (or a read) names: the existing resource's id
 
 
 class VsphereMocks(pulumi.runtime.Mocks):
@@ -149,6 +150,7 @@ class VsphereMocks(pulumi.runtime.Mocks):
     # ------------------------------------------------------------------ resources
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         reg = Registration(args.typ, args.name, args.inputs, args.provider or "")
+        reg.resource_id = args.resource_id or ""
         self.registrations.append(reg)
         # NodeConverge's create would SSH to the stack's node IPs, DnsRecord's would update the
         # stack's DNS server: never run them under mocks

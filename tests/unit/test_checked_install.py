@@ -221,3 +221,48 @@ def test_the_rollout_checks_every_node_before_stopping_any(monkeypatch: pytest.M
     with pytest.raises(RolloutError, match=r"Unknown keyword 'bogus' \(done so far: \[\]\)"):
         rollout.apply(s, confs, access, report=lambda _m: None)
     assert done == [(keeper, "check"), (peer, "check")]  # nobody stopped, nothing written
+
+
+@pytest.mark.parametrize("active", [False, True])
+def test_what_holds_the_volume_without_keepalived_goes_before_its_first_start(
+    monkeypatch: pytest.MonkeyPatch, active: bool
+) -> None:
+    """A server being adopted has the volume mounted by the article's unit: the notify script's
+    STOP releases it right before keepalived's first start (after the start gate); a node whose
+    keepalived runs is only reloaded, nothing released."""
+    s = stack_settings("sim")
+    bundle = render_node(s, s.nodes[0], Secrets.resolve(s, SHARED, "t3stPw0r"), ("k",))
+    for fact, value in (
+        ("cloud_init_status", "done"),
+        ("os_family", bundle.os_family),
+        ("file_states", {}),
+        ("reloads_owed", []),
+        ("missing_packages", []),
+        ("sysctl_values", {}),
+        ("image_info", "\tfeatures: layering, exclusive-lock\n"),
+    ):
+        monkeypatch.setattr(converge.facts, fact, lambda *_a, v=value: v)
+    state = UnitState("enabled", "active") if active else UnitState("", "")
+    monkeypatch.setattr(converge.facts, "unit_states", lambda c, units: dict.fromkeys(units, state))
+    monkeypatch.setattr(converge, "_reconnect", lambda c, shared, name: None)
+    monkeypatch.setattr(converge, "feed", lambda *_a, **_k: None)
+    ran: list[str] = []
+    monkeypatch.setattr(converge, "run", lambda c, step, cmd, timeout=0: ran.append(cmd) or "")
+    gate = type(
+        "Gate",
+        (),
+        {
+            "wait_turn": lambda _self, c, node: ran.append("(turn)"),
+            "started": lambda _self, c, node: None,
+            "passed": lambda _self, node: None,
+        },
+    )()
+    result = converge.converge_node(FakeConn(), bundle, gate=gate, verified=Verified.SHARED)  # type: ignore[arg-type]
+    assert result.error is None, result.error
+    release = f"{PATHS.notify_script} INSTANCE converge-first-start STOP"
+    if active:
+        assert release not in ran and "(turn)" not in ran
+        return
+    start = next(i for i, cmd in enumerate(ran) if cmd.startswith("systemctl start keepalived"))
+    assert ran.index("(turn)") < ran.index(release) < start
+    assert f"keepalived: {release}" in result.steps
