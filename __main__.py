@@ -34,6 +34,7 @@ cluster = RepoCluster(
         operator_keys,
         found.existing if found else None,
         found.adopted if found else {},
+        found.masters if found else frozenset(),
     ),
 )
 for name, value in cluster.outputs.items():

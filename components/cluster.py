@@ -49,6 +49,8 @@ class RepoClusterArgs:
     at (``preflight: false``), built as a first build is."""
     adopted: Mapping[str, AdoptedVm] = field(default_factory=dict)
     """Node name -> the existing VM it adopts, as the preflight read it."""
+    masters: frozenset[str] = frozenset()
+    """The nodes whose VM reports keepalived's MASTER state: a rolling change takes them last."""
 
 
 class RepoCluster(pulumi.ComponentResource):
@@ -119,7 +121,8 @@ class RepoCluster(pulumi.ComponentResource):
             for n in s.nodes
         }
 
-        # Day 2 (a node's VM exists): one node after the other, the lowest priority first.
+        # Day 2 (a node's VM exists): one node after the other, the lowest priority first and
+        # the MASTER last.
         # Each VM waits for the previous node's converge step, which ends only once that
         # node serves (MASTER, or BACKUP beside it): a change that replaces the VMs (a new
         # template, `pulumi up --replace`) replaces the BACKUP(s) first and the MASTER last,
@@ -128,7 +131,11 @@ class RepoCluster(pulumi.ComponentResource):
         # priority first: keepalived's first start decides the first MASTER (nopreempt
         # keeps it).
         rolling = s.converge and bool(args.existing)
-        order = tuple(reversed(s.start_order)) if rolling else s.start_order
+        order = (  # the MASTER last, as its VM reports it (sorted() keeps the rest's order)
+            tuple(sorted(reversed(s.start_order), key=lambda n: n.name in args.masters))
+            if rolling
+            else s.start_order
+        )
         key_file = str(s.ssh_key_path(args.root))
         if s.converge:  # a cluster-wide VRRP change first, before any node's own step
             rollout = VrrpRollout(

@@ -35,6 +35,8 @@ class NodePaths:
     publish_host_key_unit: str = "repo-cluster-publish-host-key.service"
     """Runs :attr:`publish_host_key` at every boot, once sshd's keys exist."""
     host_key_guestinfo: str = "guestinfo.repo-cluster.ssh-host-key"
+    vrrp_state_guestinfo: str = "guestinfo.repo-cluster.vrrp-state"
+    """Where the notify script publishes keepalived's latest state (the preflight reads it)."""
     """The guestinfo key the node publishes its host public key under (read over the vSphere
     API by the converge: components/vcenter/published.py)."""
 

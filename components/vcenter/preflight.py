@@ -18,6 +18,7 @@ from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from components.bundle.guestinfo import STACK_MARKER
+from components.bundle.paths import PATHS
 from components.config import Settings
 from components.vcenter.adoption import AdoptedVm, read
 from components.vcenter.adoption import problems as adoption_problems
@@ -32,6 +33,9 @@ class Found:
     existing: frozenset[str] = frozenset()
     """The stack's nodes whose VM exists already (:func:`existing_nodes`)."""
     adopted: dict[str, AdoptedVm] = field(default_factory=dict)
+    masters: frozenset[str] = frozenset()
+    """The stack's nodes whose VM reports keepalived's MASTER state (the notify script publishes
+    it in guestinfo): a rolling change takes them last."""
     """Node name -> the existing VM it adopts, as vCenter holds it (where it departs from the
     stack's size is reported by RepoCluster: :func:`components.vcenter.adoption.differences`)."""
 
@@ -119,12 +123,16 @@ def _vm_ips(vm: Any) -> set[str]:
     return ips
 
 
-def _marker(vm: Any) -> str | None:
+def _extra(vm: Any, key: str) -> str | None:
     config = vm.config
     for opt in (config.extraConfig if config else None) or []:
-        if opt.key == STACK_MARKER:
+        if opt.key == key:
             return str(opt.value)
     return None
+
+
+def _marker(vm: Any) -> str | None:
+    return _extra(vm, STACK_MARKER)
 
 
 def _pool_exists(content: Any, dc: Any, path: str) -> bool:
@@ -193,16 +201,30 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     return problems
 
 
-def existing_nodes(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
-    """The stack's nodes whose VM exists already (named after the node, with the stack's
+def stack_vms(s: Settings, stack_id: str, si: Any) -> list[Any]:
+    """The stack's nodes' VMs that exist already (named after the node, with the stack's
     marker): ``pulumi up`` then replaces or updates them one after the other."""
     content = si.RetrieveContent()
     dc = _named(_children(content, content.rootFolder, vim.Datacenter), s.datacenter)
     if dc is None:
-        return frozenset()
+        return []
     names = {n.name for n in s.nodes}
     vms = _children(content, dc.vmFolder, vim.VirtualMachine)
-    return frozenset(vm.name for vm in vms if vm.name in names and _marker(vm) == stack_id)
+    return [vm for vm in vms if vm.name in names and _marker(vm) == stack_id]
+
+
+def existing_nodes(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
+    """The names of :func:`stack_vms`."""
+    return frozenset(vm.name for vm in stack_vms(s, stack_id, si))
+
+
+def reported_masters(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
+    """The nodes whose VM reports keepalived's MASTER state in its guestinfo."""
+    return frozenset(
+        vm.name
+        for vm in stack_vms(s, stack_id, si)
+        if (_extra(vm, PATHS.vrrp_state_guestinfo) or "").strip() == "MASTER"
+    )
 
 
 def adopted_vms(s: Settings, stack_id: str, si: Any) -> dict[str, AdoptedVm]:
@@ -227,6 +249,7 @@ def run(s: Settings, stack_id: str) -> Found:
             if not problems:
                 adopted = adopted_vms(s, stack_id, si)
                 existing = existing_nodes(s, stack_id, si)
+                masters = reported_masters(s, stack_id, si)
     except vim.fault.InvalidLogin as exc:
         raise PreflightError([f"vsphere:user: login refused by {s.vsphere_server}"]) from exc
     except (OSError, ssl.SSLError) as exc:
@@ -235,4 +258,4 @@ def run(s: Settings, stack_id: str) -> Found:
         ) from exc
     if problems:
         raise PreflightError(problems)
-    return Found(existing, adopted)
+    return Found(existing, adopted, masters)

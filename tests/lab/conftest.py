@@ -28,7 +28,7 @@ from components.lab import Lab
 from tests.lab.labkit import ROOT, STACK, fab, what_is_left
 
 # modules that own the machine (no lab before them, none after): run last
-OWN_LAB = ("test_add_node.py", "test_lab_lifecycle.py", "test_make_lab.py")
+OWN_LAB = ("test_add_node.py", "test_adopt.py", "test_lab_lifecycle.py", "test_make_lab.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,7 +6,8 @@ an OS upgrade: the stack names a new template and `pulumi up` replaces both VMs,
     before   repo1 MASTER (VIP, volume)   repo2 BACKUP
     grown    repo1 MASTER (VIP, volume)   repo2 BACKUP   repo3 BACKUP (priority 99)
     shrunk                                repo2 MASTER   repo3 BACKUP
-    rolled                                repo2 BACKUP   repo3 MASTER   (both on new VMs)
+    switched                              repo2 BACKUP   repo3 MASTER   (fab switchover)
+    rolled                                repo2 MASTER   repo3 BACKUP   (both on new VMs)
 
 With unicast VRRP the new node changes every running node's peer set: a cluster-wide VRRP
 change. The new machine runs no keepalived of ours, so the rollout reloads the running nodes
@@ -14,9 +15,10 @@ with their new peer first and the new node's converge starts it last. Sampled th
 second `make lab`: never two VIP holders, never two mounts, the VIP on repo1 at every sample.
 Removing the MASTER: `pulumi up` releases and stops it first (it would otherwise run on beside
 peers that no longer list it, and take the VIP back), repo2 takes over once, and its VM goes.
-The rolling replace: repo3's VM (the BACKUP) first, and repo2's only once repo3 serves again on
-its new VM; repo2's release hands the VIP and the volume over: one gap in the samples, never
-two holders, and a file written before reads back after.
+The rolling replace, after a switchover has made repo3 (the lowest priority) the MASTER: repo2's
+VM (the BACKUP, as the VMs report it) first, and repo3's only once repo2 serves again on its new
+VM; repo3's release hands the VIP and the volume over: one gap in the samples, never two
+holders, and a file written before reads back after.
 
 The stack is a copy of the sim stack named ``grow`` (Pulumi.grow.yaml, written for the test
 and removed after it, as its lab is).
@@ -37,7 +39,7 @@ from components.lab import Lab, LabError
 from components.lab import vcsim as labvcsim
 from components.lab.plan import stack_id
 from components.lab.vmexec import node_exec
-from tests.lab.labkit import ROOT, Samples, at_most_one_holder, running_pictures
+from tests.lab.labkit import ROOT, Samples, at_most_one_holder, fab, running_pictures
 from tests.lab.test_make_lab import has_plugin, make
 
 pytestmark = pytest.mark.lab
@@ -132,21 +134,28 @@ OLD_DISK = "/root/repo-cluster-old-disk"
 
 
 def rolling_replace(lab: Lab) -> None:
-    """A new template in the stack file: `make lab` (`pulumi up`) replaces repo3's VM, then
-    repo2's, each node serving again before the next VM goes."""
+    """A switchover makes repo3 (the lowest priority) the MASTER; then a new template in the
+    stack file: `make lab` (`pulumi up`) replaces repo2's VM (the BACKUP, as its VM reports)
+    first, then repo3's, each node serving again before the next VM goes."""
+    switched = fab("switchover", "--stack", GROW)
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    assert running_pictures(lab, NAMES) == {
+        "repo2": ("BACKUP", False, False),
+        "repo3": ("MASTER", True, True),
+    }
     mount = lab.settings.mount_point
     for name in ("repo2", "repo3"):  # the old disks carry a mark; a new VM has a fresh disk
         node_exec(GROW, name, ["touch", OLD_DISK], check=True)
-    data = f"written on repo2 before the upgrade {time.time()}\n"
+    data = f"written on repo3 before the upgrade {time.time()}\n"
     node_exec(
-        GROW, "repo2", ["sh", "-c", f"cat > {mount}/before-upgrade; sync"], input=data, check=True
+        GROW, "repo3", ["sh", "-c", f"cat > {mount}/before-upgrade; sync"], input=data, check=True
     )
     write_stack([REPO3], drop=("repo1",), template="repo-template-next")
     with Samples(GROW, NAMES) as sampler:
         fourth = make("lab", {"STACK": GROW})
     text = fourth.stdout + fourth.stderr
     assert fourth.returncode == 0, text[-4000:]
-    for n in ("repo3", "repo2"):
+    for n in ("repo2", "repo3"):
         assert f"{n}: serving on its new VM: BACKUP" in text, text[-4000:]
     holders: list[str | None] = []
     for seen, vip in zip(sampler.samples, at_most_one_holder(sampler.samples), strict=True):
@@ -155,18 +164,18 @@ def rolling_replace(lab: Lab) -> None:
             continue  # the holder did not answer in time: no picture of the VIP, not a gap
         holders.append(vip)
     runs = [h for i, h in enumerate(holders) if i == 0 or h != holders[i - 1]]
-    assert runs in (["repo2", "repo3"], ["repo2", None, "repo3"]), runs  # one move, one gap
+    assert runs in (["repo3", "repo2"], ["repo3", None, "repo2"]), runs  # one move, one gap
     log = (lab.dir / "hostd.log").read_text()
     gone = [
         m.group(1)
         for m in re.finditer(r"(repo\d): stopped QEMU \((?:destroyed|replaced|powered off)", log)
     ]
-    assert gone[-2:] == ["repo3", "repo2"], gone  # the BACKUP's VM first
+    assert gone[-2:] == ["repo2", "repo3"], gone  # the BACKUP's VM first, whatever its priority
     assert picture(labmod.load_lab(GROW)) == {
-        "repo2": ("BACKUP", False, False),
-        "repo3": ("MASTER", True, True),
+        "repo2": ("MASTER", True, True),
+        "repo3": ("BACKUP", False, False),
     }
     for name in ("repo2", "repo3"):
         assert node_exec(GROW, name, ["test", "-e", OLD_DISK]).returncode == 1, name
-    read = node_exec(GROW, "repo3", ["cat", f"{mount}/before-upgrade"], check=True)
+    read = node_exec(GROW, "repo2", ["cat", f"{mount}/before-upgrade"], check=True)
     assert read.stdout == data

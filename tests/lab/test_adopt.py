@@ -13,7 +13,7 @@ after it as BACKUP. Sampled throughout: never two VIP holders or mounts, and rep
 mounts. After it: the file reads back through the VIP (ssh, the shared host key the stack
 reports), the XFS is the same file system (its UUID), repo1 is the same VM in vcsim.
 
-vcsim stores no swapPlacement (tests/e2e/test_adopt.py): the import reads "" where a vCenter
+vcsim stores no swapPlacement (tests/e2e/test_engine_adopt.py): the import reads "" where a vCenter
 reads the "inherit" the program declares, so in the lab the provider power-cycles the adopted
 VM once (its own unit mounts the volume again at boot, and the converge releases it as
 before). On a vCenter the import finds what is declared and the VM is not power-cycled.

@@ -6,6 +6,7 @@ test double here (see the doubles below); the volume check runs against the same
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
@@ -634,6 +635,49 @@ def test_master_maps_and_mounts_and_other_states_unmount_and_unmap(notify: Notif
     assert notify.mappings() == [f"{NODE}:0/4"]
     check(notify.call("BACKUP"))
     assert notify.mappings() == [] and notify.source() is None
+
+
+def test_each_state_is_published_in_guestinfo_in_the_background(notify: Notify) -> None:
+    """keepalived's state goes to the VM's guestinfo (the preflight orders a rolling replace by
+    it) through VMware Tools' vmware-rpctool. A tool that hangs delays no call and holds no
+    lock: the next call acts while it still hangs."""
+    rpctool = notify.doubles / "vmware-rpctool"
+    rpctool.write_text(
+        DOUBLE_HEAD + '[ -e "$D/rpc-hangs" ] && echo $$ >"$D/rpc-pid" && exec sleep 60\nexit 0\n'
+    )
+    rpctool.chmod(0o755)
+    key = PATHS.vrrp_state_guestinfo
+    published = lambda: [c for c in notify.calls() if c.startswith("vmware-rpctool")]  # noqa: E731
+    check(notify.call("MASTER"))
+    wait_for(lambda: published(), "the MASTER state published")
+    assert published() == [f"vmware-rpctool info-set {key} MASTER"]
+    assert notify.mounted()
+
+    (notify.doubles / "rpc-hangs").touch()
+    check(notify.call("BACKUP"))  # returns, and released, while the tool hangs
+    assert notify.source() is None
+    pid_file = notify.doubles / "rpc-pid"
+    wait_for(pid_file.exists, "the tool hanging")
+    hanging = int(pid_file.read_text())
+    lock = str(notify.state_dir / "lock")
+    pid = hanging
+    for _ in range(3):  # the tool, timeout, the subshell: none holds the notify lock
+        try:
+            fds = {os.path.realpath(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:  # gone (the script's own processes): holds nothing
+            break
+        assert lock not in fds, f"pid {pid} holds {lock}"
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid <= 1:
+            break
+    assert Path(f"/proc/{hanging}").exists(), "the tool stopped hanging before the next call"
+    check(notify.call("MASTER"))  # takes the lock at once and acts
+    assert notify.mounted()
+    wait_for(lambda: len(published()) == 3, "the MASTER state published again")
+    assert [c.rsplit(" ", 1)[1] for c in published()] == ["MASTER", "BACKUP", "MASTER"]
+    with contextlib.suppress(ProcessLookupError):  # timeout 10 may have ended it
+        os.kill(hanging, signal.SIGKILL)
 
 
 def test_open_file_does_not_block_unmount(notify: Notify) -> None:

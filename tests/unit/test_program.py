@@ -323,11 +323,18 @@ def test_converge_order_follows_priority_not_the_list(run_lab, lab_config) -> No
     ]
 
 
-def day_two(run_lab: Any, lab_config: Any, monkeypatch: Any, existing: set[str]) -> Any:
-    """The program on a stack whose nodes' VMs the preflight found (``existing``)."""
+def day_two(
+    run_lab: Any,
+    lab_config: Any,
+    monkeypatch: Any,
+    existing: set[str],
+    masters: frozenset[str] = frozenset(),
+) -> Any:
+    """The program on a stack whose nodes' VMs the preflight found (``existing``; those that
+    report keepalived's MASTER state: ``masters``)."""
     from components.vcenter import preflight
 
-    found = preflight.Found(frozenset(existing))
+    found = preflight.Found(frozenset(existing), masters=masters)
     monkeypatch.setattr(preflight, "run", lambda _s, _stack: found)
     run = run_lab(config=lab_config(**{"repo-cluster:preflight": True}))
     assert run.error is None, run.error
@@ -359,6 +366,22 @@ def test_once_the_vms_exist_one_node_changes_after_the_other_lowest_priority_fir
     assert sorted((r.typ, r.name) for r in run.mocks.registrations) == sorted(
         (r.typ, r.name) for r in first.mocks.registrations
     )
+
+
+def test_the_vm_that_reports_master_changes_last_whatever_its_priority(
+    run_lab, lab_config, monkeypatch
+) -> None:
+    """After a failover repo2 (100) is MASTER: repo1's VM (the BACKUP, 101) goes first, and
+    repo2's only after repo1 serves again, so the VIP moves once."""
+    run = day_two(
+        run_lab, lab_config, monkeypatch, {"repo1", "repo2"}, masters=frozenset({"repo2"})
+    )
+    deps = _node_dependencies(run)
+    assert deps["repo-cluster-repo1-vm"] == []
+    assert deps["repo-cluster-repo2-vm"] == ["repo-cluster-repo1-converge"]
+    # no role reported (a VM without the tools' channel): by priority, as before
+    run = day_two(run_lab, lab_config, monkeypatch, {"repo1", "repo2"})
+    assert _node_dependencies(run)["repo-cluster-repo1-vm"] == ["repo-cluster-repo2-converge"]
 
 
 def test_a_first_build_makes_every_vm_at_once(lab) -> None:
