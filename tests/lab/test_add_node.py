@@ -40,7 +40,7 @@ from components.lab import vcsim as labvcsim
 from components.lab.plan import stack_id
 from components.lab.vmexec import node_exec
 from tests.lab.labkit import ROOT, Samples, at_most_one_holder, fab, running_pictures
-from tests.lab.test_make_lab import has_plugin, make
+from tests.lab.test_make_lab import has_plugin, make, remove_stack
 
 pytestmark = pytest.mark.lab
 
@@ -76,11 +76,7 @@ def grow_stack(no_lab: Lab) -> Iterator[Path]:
     try:
         yield STACK_FILE
     finally:
-        make("lab-down", {"STACK": GROW})
-        try:
-            labmod.lab_down(GROW, say=lambda _: None)
-        finally:
-            STACK_FILE.unlink(missing_ok=True)
+        remove_stack(GROW, STACK_FILE)
 
 
 def test_a_third_node_joins_a_running_cluster(grow_stack: Path) -> None:

@@ -40,7 +40,7 @@ from components.lab.plan import stack_id
 from components.lab.vmexec import node_exec
 from components.vcenter import preflight
 from tests.lab.labkit import ROOT, Samples, at_most_one_holder, running_pictures, sh, ssh_argv
-from tests.lab.test_make_lab import has_plugin, make
+from tests.lab.test_make_lab import has_plugin, make, remove_stack
 
 pytestmark = pytest.mark.lab
 
@@ -73,11 +73,7 @@ def adopt_stack(no_lab: Lab) -> Iterator[Path]:
     try:
         yield STACK_FILE
     finally:
-        make("lab-down", {"STACK": ADOPT})
-        try:
-            labmod.lab_down(ADOPT, say=lambda _: None)
-        finally:
-            STACK_FILE.unlink(missing_ok=True)
+        remove_stack(ADOPT, STACK_FILE)
 
 
 def _vm(s: Settings, name: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from components import lab as labmod
 from components.cli import stack_state
 from components.converge.probe import VipSsh
 from components.lab import Lab, deploy, node_exec
@@ -73,6 +74,16 @@ def dig() -> str:
 def listening(port: int) -> str:
     """What listens on 127.0.0.1:<port> (TCP), as `ss` reports it; empty if nothing."""
     return sh("ss", "-Hltn", f"sport = :{port}").stdout.strip()
+
+
+def remove_stack(stack: str, stack_file: Path) -> None:
+    """A test's own stack gone: its lab (`make lab-down`, then in-process, whatever the first
+    did) and Pulumi state, then its stack file."""
+    make("lab-down", {"STACK": stack})
+    try:
+        labmod.lab_down(stack, say=lambda _: None)
+    finally:
+        stack_file.unlink(missing_ok=True)
 
 
 def has_plugin() -> bool:

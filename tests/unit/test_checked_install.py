@@ -149,10 +149,9 @@ class FakeConn:
         self.host = "127.0.0.1"
 
 
-@pytest.mark.parametrize("stack", ["sim", "lab"])
-def test_the_converge_checks_keepalived_conf_before_installing_it(
-    monkeypatch: pytest.MonkeyPatch, stack: str
-) -> None:
+def fake_node(monkeypatch: pytest.MonkeyPatch, stack: str, units: UnitState) -> Any:
+    """The first node's bundle of ``stack``, and facts of a node that has none of it yet (every
+    unit in state ``units``): what converge_node then does needs no node."""
     s = stack_settings(stack)
     bundle = render_node(s, s.nodes[0], Secrets.resolve(s, SHARED, "t3stPw0r"), ("k",))
     for fact, value in (
@@ -165,10 +164,17 @@ def test_the_converge_checks_keepalived_conf_before_installing_it(
         ("image_info", "\tfeatures: layering, exclusive-lock\n"),
     ):
         monkeypatch.setattr(converge.facts, fact, lambda *_a, v=value: v)
-    monkeypatch.setattr(
-        converge.facts, "unit_states", lambda c, units: dict.fromkeys(units, UnitState("", ""))
-    )
+    monkeypatch.setattr(converge.facts, "unit_states", lambda c, names: dict.fromkeys(names, units))
     monkeypatch.setattr(converge, "_reconnect", lambda c, shared, name: None)
+    return bundle
+
+
+@pytest.mark.parametrize("stack", ["sim", "lab"])
+def test_the_converge_checks_keepalived_conf_before_installing_it(
+    monkeypatch: pytest.MonkeyPatch, stack: str
+) -> None:
+    bundle = fake_node(monkeypatch, stack, UnitState("", ""))
+    s = stack_settings(stack)
     ran: list[str] = []
     monkeypatch.setattr(converge, "run", lambda c, step, cmd, timeout=0: ran.append(cmd) or "")
 
@@ -230,21 +236,8 @@ def test_what_holds_the_volume_without_keepalived_goes_before_its_first_start(
     """A server being adopted has the volume mounted by the article's unit: the notify script's
     STOP releases it right before keepalived's first start (after the start gate); a node whose
     keepalived runs is only reloaded, nothing released."""
-    s = stack_settings("sim")
-    bundle = render_node(s, s.nodes[0], Secrets.resolve(s, SHARED, "t3stPw0r"), ("k",))
-    for fact, value in (
-        ("cloud_init_status", "done"),
-        ("os_family", bundle.os_family),
-        ("file_states", {}),
-        ("reloads_owed", []),
-        ("missing_packages", []),
-        ("sysctl_values", {}),
-        ("image_info", "\tfeatures: layering, exclusive-lock\n"),
-    ):
-        monkeypatch.setattr(converge.facts, fact, lambda *_a, v=value: v)
     state = UnitState("enabled", "active") if active else UnitState("", "")
-    monkeypatch.setattr(converge.facts, "unit_states", lambda c, units: dict.fromkeys(units, state))
-    monkeypatch.setattr(converge, "_reconnect", lambda c, shared, name: None)
+    bundle = fake_node(monkeypatch, "sim", state)
     monkeypatch.setattr(converge, "feed", lambda *_a, **_k: None)
     ran: list[str] = []
     monkeypatch.setattr(converge, "run", lambda c, step, cmd, timeout=0: ran.append(cmd) or "")
