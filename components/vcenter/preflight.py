@@ -33,11 +33,11 @@ class Found:
     existing: frozenset[str] = frozenset()
     """The stack's nodes whose VM exists already (:func:`existing_nodes`)."""
     adopted: dict[str, AdoptedVm] = field(default_factory=dict)
+    """Node name -> the existing VM it adopts, as vCenter holds it (where it departs from the
+    stack's size is reported by RepoCluster: :func:`components.vcenter.adoption.differences`)."""
     masters: frozenset[str] = frozenset()
     """The stack's nodes whose VM reports keepalived's MASTER state (the notify script publishes
     it in guestinfo): a rolling change takes them last."""
-    """Node name -> the existing VM it adopts, as vCenter holds it (where it departs from the
-    stack's size is reported by RepoCluster: :func:`components.vcenter.adoption.differences`)."""
 
 
 class PreflightError(RuntimeError):
