@@ -71,14 +71,16 @@ class AdoptedVm:
     """It carries this stack's marker: adopted by an earlier ``pulumi up``."""
 
 
-def _disk(device: Any) -> AdoptedDisk:
+def _disk(index: int, device: Any) -> AdoptedDisk:
+    """The ``index``-th disk (in the provider's order) as its import reads it: labelled as
+    vCenter labels it ("Hard disk 1"), or ``disk<index>`` when the device has no label."""
     backing = device.backing
+    info = device.deviceInfo
     io = device.storageIOAllocation
     shares = io.shares if io else None
     level = str(shares.level) if shares and shares.level else None
     return AdoptedDisk(
-        # the label the provider's import gives a disk it did not create
-        label=f"disk-{device.controllerKey}-{device.unitNumber}",
+        label=(info.label if info is not None and info.label else None) or f"disk{index}",
         unit_number=int(device.unitNumber or 0),
         size_gb=int(device.capacityInKB // (1024 * 1024)),
         thin_provisioned=bool(getattr(backing, "thinProvisioned", False)),
@@ -91,6 +93,14 @@ def _disk(device: Any) -> AdoptedDisk:
         io_limit=int(io.limit) if io and io.limit is not None else None,
         io_reservation=int(io.reservation) if io and io.reservation is not None else None,
     )
+
+
+def _disks_in_order(devices: list[Any]) -> list[Any]:
+    """The virtual disks in the order the provider's import lists them: by controller (its bus
+    number), then unit number."""
+    buses = {d.key: getattr(d, "busNumber", 0) or 0 for d in devices}
+    disks = [d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
+    return sorted(disks, key=lambda d: (buses.get(d.controllerKey, 0), d.unitNumber or 0))
 
 
 def inventory_path(obj: Any, root: Any) -> str:
@@ -129,7 +139,7 @@ def read(vm: Any, root: Any, marker: str | None, stack_id: str) -> AdoptedVm:
         or "manual",
         # a vCenter reports it ("inherit" unless set); vcsim never stores it
         swap_placement_policy=config.swapPlacement or "inherit",
-        disks=tuple(_disk(d) for d in devices if isinstance(d, vim.vm.device.VirtualDisk)),
+        disks=tuple(_disk(i, d) for i, d in enumerate(_disks_in_order(devices))),
         nics=nics,
         managed=marker == stack_id,
     )
