@@ -97,7 +97,9 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        subprocess.run(["make", "lab-down"], cwd=ROOT, env={**os.environ, "STACK": STACK})
+        subprocess.run(
+            ["make", "lab-down"], cwd=ROOT, env={**os.environ, "STACK": STACK}, capture_output=True
+        )
         lab.lab_down(STACK, say=lambda _: None)
         STACK_FILE.unlink(missing_ok=True)
     print(f"\n{'seconds':<52} {'median':>8} {'min':>8} {'max':>8}")
