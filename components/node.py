@@ -18,12 +18,11 @@ from components.bundle.guestinfo import STACK_MARKER
 from components.bundle.guestinfo import guestinfo as node_guestinfo
 from components.vcenter.adoption import AdoptedVm
 
-# What an adopted VM keeps as it is: every setting of the resource but its disks (declared as
-# vCenter holds them), its extraConfig (the stack's marker goes there) and the provider's own
-# knobs (how long to wait for what). Taken from the SDK, so a newer provider's settings are kept
-# too.
-# Declared too, as vCenter reports them (kept, an unset policy, "", would fail the provider's own
-# check).
+# What an adopted VM keeps as it is (ignore_changes): every setting of the resource but its disks
+# and the two policies below (declared as vCenter reports them: kept, an unset policy read as ""
+# would fail the provider's own check), its extraConfig (the stack's marker goes there) and the
+# provider's own knobs (how long to wait for what). Taken from the SDK, so a newer provider's
+# settings are kept too.
 _DECLARED = {"tools_upgrade_policy", "swap_placement_policy"}
 _MANAGED = {"disks", "extra_config", "extra_config_reboot_required", "name", *_DECLARED}
 _KNOBS = ("wait_for_", "force_power_off", "_timeout")
