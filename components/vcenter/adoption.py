@@ -160,8 +160,15 @@ def problems(node: Node, vm: Any | None, marker: str | None, stack_id: str) -> l
             f"{where}: VM {node.name!r} is {vm.runtime.powerState}: the server being adopted "
             "serves the volume, and is adopted running"
         )
-    if not any(isinstance(d, vim.vm.device.VirtualDisk) for d in vm.config.hardware.device):
+    disks = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+    if not disks:
         found.append(f"{where}: VM {node.name!r} has no virtual disk")
+    elif len({d.controllerKey for d in disks}) > 1:
+        # the provider numbers disks across buses; each is declared with its unit on its own
+        found.append(
+            f"{where}: VM {node.name!r} has disks on more than one controller: adopting it is "
+            "supported with every disk on one controller"
+        )
     return found
 
 

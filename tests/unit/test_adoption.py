@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from types import SimpleNamespace
 
 import pytest
 from pyVmomi import vim
 
-from components.vcenter.adoption import inventory_path, read
+from components.config.model import Node
+from components.vcenter.adoption import inventory_path, problems, read
 
 pytestmark = pytest.mark.unit
 
@@ -77,3 +79,15 @@ def test_the_import_id_is_the_inventory_path() -> None:
     vm, root = _vm()
     assert inventory_path(vm, root) == "/dc1/vm/Veeam/repo1"
     assert read(vm, root, "repo-cluster/lab", "repo-cluster/lab").managed
+
+
+def test_disks_on_two_controllers_are_refused_naming_the_node() -> None:
+    vm, _root = _vm()
+    vm.runtime = SimpleNamespace(powerState=vim.VirtualMachinePowerState.poweredOn)
+    node = Node("repo1", ipaddress.IPv4Address("10.2.50.161"), 101, adopt=True)
+    assert problems(node, vm, None, "repo-cluster/lab") == []
+    vm.config.hardware.device[1].controllerKey = 1001  # its second disk on a second controller
+    assert problems(node, vm, None, "repo-cluster/lab") == [
+        "repo-cluster:nodes: repo1 (adopt): VM 'repo1' has disks on more than one controller: "
+        "adopting it is supported with every disk on one controller"
+    ]
