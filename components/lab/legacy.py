@@ -4,7 +4,7 @@ Before the article's Part 7 there is one Veeam Linux repository server: the RBD 
 its XFS mounted at boot by its own unit (``rbd-<image>.service``, with the automount line), and
 Veeam writing there through the server's address. :func:`make_server` builds that server in the
 lab, as an admin made it by hand: a VM in vcsim (no stack marker, the settings a vCenter reports,
-see :func:`components.lab.vcsim.server_spec`), booted by the host agent (it runs the VM of a node
+see :func:`server_spec`), booted by the host agent (it runs the VM of a node
 the stack adopts), its first boot from a user-data of its own (no repo-cluster file), then the
 Ceph client's files and the unit written through the guest agent (a key never goes in a VM's
 extraConfig), the unit enabled and started. What it returns is what the admin reads on the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from pyVmomi import vim
@@ -54,6 +55,31 @@ def documents(
     return user_data, bundle.meta_data, files
 
 
+def server_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[str, str]) -> Any:
+    """The lab's VM spec of the stack's size, with what a vCenter reports of any VM (and vcsim
+    stores only when given): the tools upgrade policy, the disk's sharing and IO shares. An
+    adoption reads them (components/vcenter/adoption.py)."""
+    spec = labvcsim.vm_spec(s, name, datastore, network, extra)
+    spec.tools = vim.vm.ToolsConfigInfo(toolsUpgradePolicy="manual")
+    disk = spec.deviceChange[1].device
+    disk.backing.sharing = "sharingNone"
+    disk.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
+        limit=-1, reservation=0, shares=vim.SharesInfo(level="normal", shares=1000)
+    )
+    return spec
+
+
+def create_server(s: Settings, name: str, extra: dict[str, str]) -> None:
+    """The server's VM in vcsim (:func:`server_spec`, ``extra`` as its extraConfig), powered
+    on; LabError when a VM of that name exists already."""
+    with preflight.connect(s) as si:
+        content = si.RetrieveContent()
+        if labvcsim.find(content, vim.VirtualMachine, name) is not None:
+            raise LabError(f"vcsim: a VM named {name!r} exists already")
+        vm = labvcsim.create(content, s, lambda ds, net: server_spec(s, name, ds, net, extra))
+        labvcsim.wait_task(vm.PowerOnVM_Task())
+
+
 def make_server(lab: Lab, name: str, repo: Path, say: Say = print) -> str:
     """The server ``name`` running with the volume mounted; the SHA256 fingerprint of its SSH
     host key. LabError when a step fails."""
@@ -62,17 +88,7 @@ def make_server(lab: Lab, name: str, repo: Path, say: Say = print) -> str:
     authorized = authorized_keys(s, repo, required=True)
     user_data, meta_data, files = documents(s, name, secrets, authorized)
     extra = {k: v for k, v in guestinfo(user_data, meta_data, "").items() if k != STACK_MARKER}
-    with preflight.connect(s) as si:
-        content = si.RetrieveContent()
-        if labvcsim.find(content, vim.VirtualMachine, name) is not None:
-            raise LabError(f"lab {lab.stack}: a VM named {name!r} exists already")
-        dc = labvcsim.find(content, vim.Datacenter, s.datacenter)
-        cluster = labvcsim.find(content, vim.ClusterComputeResource, s.cluster)
-        datastore = labvcsim.find(content, vim.Datastore, s.datastore)
-        network = labvcsim.find(content, vim.Network, s.network)
-        spec = labvcsim.server_spec(s, name, datastore, network, extra)
-        vm = labvcsim.wait_task(dc.vmFolder.CreateVM_Task(config=spec, pool=cluster.resourcePool))
-        labvcsim.wait_task(vm.PowerOnVM_Task())
+    create_server(s, name, extra)
     say(f"lab {lab.stack}: {name}: the single repository server, made by hand in vcsim")
     wait_booted(lab, [name], say, time.monotonic())
     for path, data in files.items():  # typed in on the console

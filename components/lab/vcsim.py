@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,35 +173,35 @@ def _template_spec(s: Settings, datastore: Any, network: Any) -> Any:
     )
 
 
+def create(content: Any, s: Settings, make_spec: Callable[[Any, Any], Any]) -> Any:
+    """A VM made in the stack's datacenter and cluster from ``make_spec(datastore, network)``
+    (the stack's); LabError naming what vcsim lacks of those."""
+    dc = find(content, vim.Datacenter, s.datacenter)
+    cluster = find(content, vim.ClusterComputeResource, s.cluster)
+    datastore = find(content, vim.Datastore, s.datastore)
+    network = find(content, vim.Network, s.network)
+    places = (("datacenter", dc), ("cluster", cluster), ("datastore", datastore))
+    missing = [n for n, o in (*places, ("network", network)) if o is None]
+    if missing:
+        raise LabError(f"vcsim lacks the stack's {', '.join(missing)}")
+    spec = make_spec(datastore, network)
+    return wait_task(dc.vmFolder.CreateVM_Task(config=spec, pool=cluster.resourcePool))
+
+
 def ensure_template(s: Settings) -> bool:
     """Create the powered-off template VM the stack clones; return True when created now."""
     with preflight.connect(s) as si:
         content = si.RetrieveContent()
         if find(content, vim.VirtualMachine, s.template) is not None:
             return False
-        dc = find(content, vim.Datacenter, s.datacenter)
-        cluster = find(content, vim.ClusterComputeResource, s.cluster)
-        datastore = find(content, vim.Datastore, s.datastore)
-        network = find(content, vim.Network, s.network)
-        missing = [
-            n
-            for n, o in (("datacenter", dc), ("cluster", cluster), ("datastore", datastore))
-            if o is None
-        ] + (["network"] if network is None else [])
-        if missing:
-            raise LabError(f"vcsim lacks the stack's {', '.join(missing)}")
-        vm = wait_task(
-            dc.vmFolder.CreateVM_Task(
-                config=_template_spec(s, datastore, network), pool=cluster.resourcePool
-            )
-        )
+        vm = create(content, s, lambda ds, net: _template_spec(s, ds, net))
         if vm.runtime.powerState != vim.VirtualMachinePowerState.poweredOff:
             wait_task(vm.PowerOffVM_Task())
         vm.MarkAsTemplate()
         return True
 
 
-def _vm_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[str, str]) -> Any:
+def vm_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[str, str]) -> Any:
     spec = _template_spec(s, datastore, network)
     spec.name = name
     spec.numCPUs = s.cpus
@@ -208,19 +209,6 @@ def _vm_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[s
     disk = spec.deviceChange[1].device
     disk.capacityInKB = s.disk_gb * 1024 * 1024
     spec.extraConfig = [vim.option.OptionValue(key=k, value=v) for k, v in extra.items()]
-    return spec
-
-
-def server_spec(s: Settings, name: str, datastore: Any, network: Any, extra: dict[str, str]) -> Any:
-    """:func:`_vm_spec` with what a vCenter reports of any VM (and vcsim stores only when
-    given): the tools upgrade policy, the disk's sharing and IO shares. An adoption reads them."""
-    spec = _vm_spec(s, name, datastore, network, extra)
-    spec.tools = vim.vm.ToolsConfigInfo(toolsUpgradePolicy="manual")
-    disk = spec.deviceChange[1].device
-    disk.backing.sharing = "sharingNone"
-    disk.storageIOAllocation = vim.StorageResourceManager.IOAllocationInfo(
-        limit=-1, reservation=0, shares=vim.SharesInfo(level="normal", shares=1000)
-    )
     return spec
 
 
@@ -233,14 +221,7 @@ def ensure_vm(s: Settings, name: str, extra: dict[str, str]) -> bool:
         vm = find(content, vim.VirtualMachine, name)
         created = vm is None
         if vm is None:
-            dc = find(content, vim.Datacenter, s.datacenter)
-            cluster = find(content, vim.ClusterComputeResource, s.cluster)
-            datastore = find(content, vim.Datastore, s.datastore)
-            network = find(content, vim.Network, s.network)
-            if None in (dc, cluster, datastore, network):
-                raise LabError("vcsim lacks the stack's datacenter, cluster, datastore or network")
-            spec = _vm_spec(s, name, datastore, network, extra)
-            vm = wait_task(dc.vmFolder.CreateVM_Task(config=spec, pool=cluster.resourcePool))
+            vm = create(content, s, lambda ds, net: vm_spec(s, name, ds, net, extra))
         if vm.runtime.powerState != vim.VirtualMachinePowerState.poweredOn:
             wait_task(vm.PowerOnVM_Task())
         return created

@@ -31,7 +31,8 @@ class Found:
     """What the preflight found in vCenter that the program builds on."""
 
     existing: frozenset[str] = frozenset()
-    """The stack's nodes whose VM exists already (:func:`existing_nodes`)."""
+    """The stack's nodes whose VM exists already (named after the node, with the stack's
+    marker)."""
     adopted: dict[str, AdoptedVm] = field(default_factory=dict)
     """Node name -> the existing VM it adopts, as vCenter holds it (where it departs from the
     stack's size is reported by RepoCluster: :func:`components.vcenter.adoption.differences`)."""
@@ -201,43 +202,29 @@ def check(s: Settings, stack_id: str, si: Any) -> list[str]:
     return problems
 
 
-def stack_vms(s: Settings, stack_id: str, si: Any) -> list[Any]:
-    """The stack's nodes' VMs that exist already (named after the node, with the stack's
-    marker): ``pulumi up`` then replaces or updates them one after the other."""
+def found(s: Settings, stack_id: str, si: Any) -> Found:
+    """What the program builds on (after :func:`check` passed), from one listing of the
+    datacenter's VMs: the stack's nodes whose VM exists already (named after the node, with
+    the stack's marker: ``pulumi up`` then changes them one after the other), those of them
+    whose VM reports MASTER, and each adopted VM as vCenter holds it."""
     content = si.RetrieveContent()
     dc = _named(_children(content, content.rootFolder, vim.Datacenter), s.datacenter)
-    if dc is None:
-        return []
-    names = {n.name for n in s.nodes}
-    vms = _children(content, dc.vmFolder, vim.VirtualMachine)
-    return [vm for vm in vms if vm.name in names and _marker(vm) == stack_id]
-
-
-def existing_nodes(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
-    """The names of :func:`stack_vms`."""
-    return frozenset(vm.name for vm in stack_vms(s, stack_id, si))
-
-
-def reported_masters(s: Settings, stack_id: str, si: Any) -> frozenset[str]:
-    """The nodes whose VM reports keepalived's MASTER state in its guestinfo."""
-    return frozenset(
-        vm.name
-        for vm in stack_vms(s, stack_id, si)
-        if (_extra(vm, PATHS.vrrp_state_guestinfo) or "").strip() == "MASTER"
+    vms = {vm.name: vm for vm in _children(content, dc.vmFolder, vim.VirtualMachine)} if dc else {}
+    markers = {n.name: _marker(vms[n.name]) for n in s.nodes if n.name in vms}
+    ours = [vms[name] for name, marker in markers.items() if marker == stack_id]
+    return Found(
+        existing=frozenset(vm.name for vm in ours),
+        adopted={
+            n.name: read(vms[n.name], content.rootFolder, markers[n.name], stack_id)
+            for n in s.nodes
+            if n.adopt and n.name in vms
+        },
+        masters=frozenset(
+            vm.name
+            for vm in ours
+            if (_extra(vm, PATHS.vrrp_state_guestinfo) or "").strip() == "MASTER"
+        ),
     )
-
-
-def adopted_vms(s: Settings, stack_id: str, si: Any) -> dict[str, AdoptedVm]:
-    """Node name -> its adopted VM as vCenter holds it (after :func:`check` passed)."""
-    content = si.RetrieveContent()
-    dc = _named(_children(content, content.rootFolder, vim.Datacenter), s.datacenter)
-    vms = _children(content, dc.vmFolder, vim.VirtualMachine) if dc else []
-    found = {}
-    for n in s.nodes:
-        vm = _named(vms, n.name) if n.adopt else None
-        if vm is not None:
-            found[n.name] = read(vm, content.rootFolder, _marker(vm), stack_id)
-    return found
 
 
 def run(s: Settings, stack_id: str) -> Found:
@@ -246,16 +233,13 @@ def run(s: Settings, stack_id: str) -> Found:
     try:
         with connect(s) as si:
             problems = check(s, stack_id, si)
-            if not problems:
-                adopted = adopted_vms(s, stack_id, si)
-                existing = existing_nodes(s, stack_id, si)
-                masters = reported_masters(s, stack_id, si)
+            result = found(s, stack_id, si) if not problems else None
     except vim.fault.InvalidLogin as exc:
         raise PreflightError([f"vsphere:user: login refused by {s.vsphere_server}"]) from exc
     except (OSError, ssl.SSLError) as exc:
         raise PreflightError(
             [f"vsphere:vsphereServer: cannot reach {s.vsphere_server}: {exc}"]
         ) from exc
-    if problems:
+    if problems or result is None:
         raise PreflightError(problems)
-    return Found(existing, adopted, masters)
+    return result

@@ -17,6 +17,7 @@ from pyVmomi import vim
 
 from components.bundle.guestinfo import STACK_MARKER
 from components.lab import vcsim as labvcsim
+from components.lab.legacy import create_server
 from components.vcenter import preflight
 from tests.e2e.test_deploy import PARALLEL, changes, preview, vcsim_vms
 
@@ -41,15 +42,7 @@ FINGERPRINT = "SHA256:" + "A" * 43  # converge is off: never compared with a rea
 def _make_server(vc, name: str) -> None:
     """A running VM of 1 vCPU, 1 GB, one 12 GB disk: the article's single repository."""
     s = dataclasses.replace(vc.settings, cpus=1, memory_mb=1024, disk_gb=12)
-    with preflight.connect(vc.settings) as si:
-        content = si.RetrieveContent()
-        dc = labvcsim.find(content, vim.Datacenter, s.datacenter)
-        cluster = labvcsim.find(content, vim.ClusterComputeResource, s.cluster)
-        datastore = labvcsim.find(content, vim.Datastore, s.datastore)
-        network = labvcsim.find(content, vim.Network, s.network)
-        spec = labvcsim.server_spec(s, name, datastore, network, {"guestinfo.admin": "by hand"})
-        vm = labvcsim.wait_task(dc.vmFolder.CreateVM_Task(config=spec, pool=cluster.resourcePool))
-        labvcsim.wait_task(vm.PowerOnVM_Task())
+    create_server(s, name, {"guestinfo.admin": "by hand"})
 
 
 def _power_events(vc, name: str) -> list[str]:
