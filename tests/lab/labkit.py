@@ -308,8 +308,10 @@ def writable_mounts(lab: Lab) -> list[str]:
     return sorted(n for n, client in mounts.items() if client not in fenced)
 
 
-def keyscan(node: LabNode, key_type: str = "ed25519") -> str:
-    """The node's host key line(s) as `ssh-keyscan` sees them (198.18.x: the lab's own)."""
-    out = sh("ssh-keyscan", "-T", "20", "-t", key_type, str(node.address.ip))
-    assert out.returncode == 0 and out.stdout.strip(), f"ssh-keyscan {node.name}: {out.stderr}"
+def keyscan(node: LabNode | str, key_type: str = "ed25519") -> str:
+    """The host key line(s) of a node (or of an address: the VIP) as `ssh-keyscan` sees them
+    (198.18.x: the lab's own)."""
+    address = node if isinstance(node, str) else str(node.address.ip)
+    out = sh("ssh-keyscan", "-T", "20", "-t", key_type, address)
+    assert out.returncode == 0 and out.stdout.strip(), f"ssh-keyscan {address}: {out.stderr}"
     return out.stdout

@@ -39,7 +39,14 @@ from components.lab.legacy import make_server
 from components.lab.plan import stack_id
 from components.lab.vmexec import node_exec
 from components.vcenter import preflight
-from tests.lab.labkit import ROOT, Samples, at_most_one_holder, running_pictures, sh, ssh_argv
+from tests.lab.labkit import (
+    ROOT,
+    Samples,
+    at_most_one_holder,
+    keyscan,
+    running_pictures,
+    ssh_argv,
+)
 from tests.lab.test_make_lab import has_plugin, make, remove_stack
 
 pytestmark = pytest.mark.lab
@@ -92,14 +99,13 @@ def _through_the_vip(lab: Lab, text: str, tmp: Path, command: str) -> str:
     """``command`` over ssh to the VIP, trusting only the shared host key, whose fingerprint
     must be one the stack reports (``text``: `make lab`'s output)."""
     vip = str(lab.settings.vip.ip)
-    scan = sh("ssh-keyscan", "-T", "20", "-t", "ed25519", vip)
-    assert scan.returncode == 0 and scan.stdout.strip(), scan.stderr
+    scan = keyscan(vip)
     seen = subprocess.run(
-        ["ssh-keygen", "-lf", "-"], input=scan.stdout, capture_output=True, text=True, check=True
+        ["ssh-keygen", "-lf", "-"], input=scan, capture_output=True, text=True, check=True
     ).stdout.split()[1]
     assert seen in text, f"the VIP serves {seen}, not a host key the stack reports"
     known = tmp / "known_hosts"
-    known.write_text(scan.stdout, encoding="utf-8")
+    known.write_text(scan, encoding="utf-8")
     r = subprocess.run(
         ssh_argv(lab, vip, known, command), capture_output=True, text=True, timeout=120
     )
