@@ -47,6 +47,9 @@ class ReleaseTiming:
     xfs_eio_retries: int = 3
     """Times XFS retries a failed metadata write before it shuts the file system down
     (its default: for ever)."""
+    rank_pause: int = 10
+    """Seconds between a MASTER's looks at its peers' rank records, while its own rank is
+    above the lowest it may take (the notify script's rank)."""
     promote_budget: int = 150
     """Seconds a MASTER call may take (lock wait, fence, map, mount) before the volume check
     stops waiting for it and the node leaves MASTER."""
@@ -60,9 +63,9 @@ class ReleaseTiming:
     @property
     def stop_timeout(self) -> int:
         # the lock wait; each umount try: fuser, umount, 1 s pause; the unmap (graceful, then
-        # forced); then 30 s to spare
+        # forced); the rank record's removal (one Ceph command); then 30 s to spare
         tries = self.umount_tries * (self.umount_timeout + 3)
-        return self.lock_wait + tries + 2 * self.unmap_timeout + 30
+        return self.lock_wait + tries + 2 * self.unmap_timeout + self.ceph_timeout + 30
 
 
 RELEASE_TIMING = ReleaseTiming()

@@ -35,10 +35,10 @@ class NodePaths:
     publish_host_key_unit: str = "repo-cluster-publish-host-key.service"
     """Runs :attr:`publish_host_key` at every boot, once sshd's keys exist."""
     host_key_guestinfo: str = "guestinfo.repo-cluster.ssh-host-key"
-    vrrp_state_guestinfo: str = "guestinfo.repo-cluster.vrrp-state"
-    """Where the notify script publishes keepalived's latest state (the preflight reads it)."""
     """The guestinfo key the node publishes its host public key under (read over the vSphere
     API by the converge: components/vcenter/published.py)."""
+    vrrp_state_guestinfo: str = "guestinfo.repo-cluster.vrrp-state"
+    """Where the notify script publishes keepalived's latest state (the preflight reads it)."""
 
     @property
     def notify_journal(self) -> str:
@@ -54,6 +54,11 @@ class NodePaths:
     def check_scripts(self) -> tuple[str, ...]:
         """The scripts keepalived.conf names in vrrp_script blocks."""
         return (self.sshd_check, self.volume_check)
+
+    def rank_bit(self, weight: int) -> str:
+        """Present while the MASTER's rank has the bit of ``weight``: its vrrp_script
+        (``test -e``) then adds ``weight`` to the node's priority."""
+        return f"{self.notify_state_dir}/rank.{weight}"
 
     def host_key(self, key_type: str) -> str:
         """The private host key of ``key_type`` (rsa, ecdsa, ed25519); ``.pub`` beside it."""

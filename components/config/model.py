@@ -201,6 +201,20 @@ class Settings:
         chain) both follow this order."""
         return tuple(sorted(self.nodes, key=lambda n: -n.priority))
 
+    @property
+    def rank_ceiling(self) -> int:
+        """The highest priority a MASTER takes to outrank a stale one (the notify script's
+        rank): the top priority plus one per node, room for a chain of masters each fenced
+        and outranked by the next."""
+        return max(n.priority for n in self.nodes) + len(self.nodes)
+
+    @property
+    def rank_weights(self) -> tuple[int, ...]:
+        """The weights (1, 2, 4...) of the rank's bits, one weighted vrrp_script each: enough
+        for the lowest priority to reach :attr:`rank_ceiling`."""
+        span = self.rank_ceiling - min(n.priority for n in self.nodes)
+        return tuple(1 << i for i in range(span.bit_length()))
+
     def node(self, name: str) -> Node:
         for n in self.nodes:
             if n.name == name:

@@ -27,6 +27,7 @@ from components.config.model import (
     Settings,
     outside_test_net,
 )
+from components.config.rank import rank_problems
 from components.config.storage import (
     ceph_keyring,
     ceph_names,
@@ -88,7 +89,7 @@ def _nodes(c: _Check) -> tuple[Node, ...]:
             )
         if isinstance(name, str) and addr is not None:
             nodes.append(Node(name, addr, prio, host_key, adopt))
-    for key, problem in adoption_problems(nodes, c.v["preflight"]):
+    for key, problem in [*adoption_problems(nodes, c.v["preflight"]), *rank_problems(nodes)]:
         c.bad(key, problem)
     for attr, label in (("name", "name"), ("ip", "ip"), ("priority", "priority")):
         seen: set[Any] = set()

@@ -184,10 +184,11 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
         if scenario.flow == "heal" and scenario.heal:
             time.sleep(scenario.outlast or floor + 1)  # the fault outlasts the takeover
             target.inject(scenario.heal, master)
-            healed = time.monotonic() - t0
-            say(f"{scenario.key}: {scenario.heal} at t={healed:.2f}s")
+            back = time.monotonic() - t0
+            say(f"{scenario.key}: {scenario.heal} at t={back:.2f}s")
             time.sleep(1.0)
-            _wait(sampler, inv.settled, prober, None, healed, floor + 2, pace.recovery)
+            settle = inv.settled_with_backup(survivor, master) if scenario.keeps else inv.settled
+            _wait(sampler, settle, prober, None, back, floor + 2, pace.recovery)
         if scenario.flow == "return":
             # cut off for longer than its release tries: the release gave up before it returns
             time.sleep(max(0.0, ref + RETURN_AFTER - (time.monotonic() - t0)))
@@ -215,6 +216,8 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     res.broken += inv.one_holder(samples[-1] if samples else None)
     if scenario.flow == "return":
         res.broken += inv.no_move(samples, back, survivor, master)
+    if scenario.keeps:  # it froze holding the VIP: it yields at the survivor's first advert
+        res.broken += inv.no_move(samples, back, survivor, master, grace=floor)
         if mover_pid is not None and target.alive(master, mover_pid):
             res.broken.append(Broken("S6", f"the writer (pid {mover_pid}) on {master} still runs"))
     if scenario.flow == "flap":

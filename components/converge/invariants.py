@@ -125,10 +125,16 @@ def vrrp_matches_mount(last: Sample | None) -> list[Broken]:
     return [Broken("S8", f"mount state differs from VRRP state on {', '.join(odd)}", last.brief())]
 
 
-def no_move(samples: Sequence[Sample], back: float, holder: str, returner: str) -> list[Broken]:
+def no_move(
+    samples: Sequence[Sample], back: float, holder: str, returner: str, grace: float = 0.0
+) -> list[Broken]:
     """From ``back`` (the old master ``returner`` comes back) on, ``holder`` keeps the VIP and
     the mount at every sample, and ``returner`` takes neither: it never holds the VIP and never
     mounts anew (no mount flap); it ends BACKUP with nothing mounted.
+
+    ``grace``: a returner that froze holding the VIP (a stunned VM, a hung keepalived) still
+    has it when it resumes, until it hears the holder's first advert and yields: seconds from
+    ``back`` in which its VIP is not a move (its mount still is).
 
     A mount the returner still had when it came back is not a move: cut off from the storage,
     it could not finish its release (a write in flight to unreachable storage cannot be killed,
@@ -150,7 +156,7 @@ def no_move(samples: Sequence[Sample], back: float, holder: str, returner: str) 
         n = node(x)
         if n is None:
             continue
-        if n.holds_vip or (n.mounted and not was_mounted):
+        if (n.holds_vip and x.t >= back + grace) or (n.mounted and not was_mounted):
             grab.append(x)
         was_mounted = n.mounted
     if grab:

@@ -39,6 +39,9 @@ class Scenario:
     heal: str | None = None
     outlast: float | None = None
     """Seconds the fault lasts before ``heal`` (default: just past the takeover)."""
+    keeps: bool = False
+    """After ``heal`` the survivor keeps the VIP and the mount: the old master wakes up still
+    MASTER, and yields to the survivor's rank (S6, as ``return``)."""
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -82,6 +85,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ("freeze_keepalived",),
         "heal",
         heal="thaw_keepalived",
+        keeps=True,
     ),
     Scenario(
         "master-link-lost",
@@ -106,6 +110,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "heal",
         heal="resume",
         outlast=STUN_LONG,
+        keeps=True,
     ),
     Scenario(
         "foreign-watcher",

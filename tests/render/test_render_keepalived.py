@@ -135,6 +135,27 @@ def test_article_facts_lab(renders) -> None:
         assert "delay_before_retry 1" in vs
 
 
+def test_the_rank_bits_add_their_weight_to_the_priority(renders) -> None:
+    """Two nodes at 101 and 100: a MASTER may need up to 103 (the ceiling), 3 above the
+    lowest: bits of weight 1 and 2, each a script that tests for its file, tracked by the
+    instance on both dialects. No other weighted script may add to the priority."""
+    for vid in ("lab-el7", "sim-debian"):
+        r = renders[vid]
+        assert r.settings.rank_ceiling == 103 and r.settings.rank_weights == (1, 2)
+        for node, conf in confs(r).items():
+            for w in (1, 2):
+                script = block(conf, f"vrrp_script rank_{w} ")
+                lines = [ln.strip() for ln in script.splitlines()]
+                assert f'script "/usr/bin/test -e {PATHS.rank_bit(w)}"' in lines, (vid, node)
+                assert f"weight {w}" in lines and "interval 1" in lines, (vid, node)
+            track = block(block(conf, "vrrp_instance REPO_CLUSTER"), "track_script")
+            assert re.findall(r"rank_\d+", track) == ["rank_1", "rank_2"], (vid, node)
+            scripts = conf[: conf.index("vrrp_instance")]
+            weights = re.findall(r"^\s*weight (-?\d+)", scripts, re.M)
+            assert sorted(weights) == ["1", "2"], (vid, node)
+            assert "rank_4" not in conf
+
+
 def test_article_weighted_sshd_check_on_request(netns, tmp_path) -> None:
     """sshCheck weight renders the article's form (weight -4, no fall/rise), and keepalived
     accepts it; README says why it is not the default."""

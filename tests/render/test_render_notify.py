@@ -128,6 +128,8 @@ def test_sshd_check_fails_without_an_ssh_banner(renders, tmp_path) -> None:
 #   blocklist            the OSD blocklist, "ADDR SECONDS" one a line
 #   nonce                the last client instance's nonce (each map: a new instance, noshare)
 #   broken               the instances of this node whose lock was broken
+#   omap/OBJECT/KEY      each object's omap (the rank's records), the value as written
+#   records              each record written or removed, with the caller's rank bits then
 #   units/               the rendered rbd unit, whose ExecStart `systemctl start|restart` runs
 # and these markers, which tests create:
 #   unreachable          Ceph does not answer: every cluster command fails (a forced unmap,
@@ -139,6 +141,7 @@ def test_sshd_check_fails_without_an_ssh_banner(renders, tmp_path) -> None:
 #   foreign-lock         ... and holds its lock
 #   no-exclusive-lock    the image lacks the exclusive-lock feature: `map -o exclusive` fails
 #   unmap-fails          the kernel refuses every unmap, forced or not (EBUSY)
+#   rados-down           rados alone gets no answer (the rank cannot be read nor recorded)
 
 DOUBLE_HEAD = r"""#!/bin/bash
 D="$(dirname "$(readlink -f "$0")")"
@@ -344,6 +347,53 @@ esac
 """
 )
 
+# The omap of each object: omap/OBJECT/KEY, the value as written (the rank's records).
+RADOS_DOUBLE = (
+    DOUBLE_HEAD
+    + r"""
+{ down || [ -e "$D/rados-down" ]; } && fail 1 "failed to fetch mon config (--no-mon-config to skip)"
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --id) shift ;;
+        -p)
+            [ "${2:-}" = rbd ] || fail 2 "error opening pool ${2:-}: (2) No such file or directory"
+            shift
+            ;;
+        *) args+=("$1") ;;
+    esac
+    shift
+done
+obj="$D/omap/${args[1]:-}"
+key="${args[2]:-}"
+where="rbd/${args[1]:-}/$key"
+noent="(2) No such file or directory"
+bits() { (shopt -s nullglob && cd "$STATE" && echo rank.[0-9]*); }
+case "${args[0]:-}" in
+    getomapval)
+        [ -d "$obj" ] || fail 1 "error getting omap value $where: $noent"
+        [ -e "$obj/$key" ] || fail 1 "No such key: $where"
+        [ "${args[3]:-}" = - ] || fail 22 "rados double: only - as the output file"
+        echo "Writing to -" >&2
+        cat "$obj/$key"
+        ;;
+    setomapval)
+        [ -e "$D/rados-down" ] && fail 1 "failed to fetch mon config (--no-mon-config to skip)"
+        mkdir -p "$obj"
+        printf '%s' "${args[3]:-}" >"$obj/$key"
+        # the rank bits the caller had set when it wrote its record
+        echo "set $key ${args[3]:-} bits:$(bits)" >>"$D/records"
+        ;;
+    rmomapkey)
+        [ -d "$obj" ] || fail 1 "error removing omap key $where: $noent"
+        rm -f "$obj/$key"
+        echo "rm $key bits:$(bits)" >>"$D/records"
+        ;;
+    *) fail 22 "rados double: unexpected: ${args[*]}" ;;
+esac
+"""
+)
+
 SYSTEMCTL_DOUBLE = (
     DOUBLE_HEAD
     + r"""
@@ -366,7 +416,12 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "${argv[@]}" >/dev/null 2>>"$D/unit.lo
 """
 )
 
-DOUBLES = {"rbd": RBD_DOUBLE, "ceph": CEPH_DOUBLE, "systemctl": SYSTEMCTL_DOUBLE}
+DOUBLES = {
+    "rbd": RBD_DOUBLE,
+    "ceph": CEPH_DOUBLE,
+    "rados": RADOS_DOUBLE,
+    "systemctl": SYSTEMCTL_DOUBLE,
+}
 
 
 def test_the_doubles_are_shellcheck_clean(tmp_path) -> None:
@@ -422,7 +477,7 @@ def verb(line: str) -> str:
     for w in words:
         if skip:
             skip = False
-        elif w in ("--id", "--connect-timeout", "-o"):
+        elif w in ("--id", "--connect-timeout", "-o", "-p"):
             skip = True
         elif not w.startswith("-"):
             rest.append(w)
@@ -559,6 +614,7 @@ def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> It
         f"SYSFS={shlex.quote(str(sysfs))}\n"
         f"DEVDIR={shlex.quote(str(devdir))}\n"
         f"LOOP={shlex.quote(xfs_volume.device)}\n"
+        f"STATE={shlex.quote(str(tmp_path / 'state'))}\n"
     )
     for tool, text in DOUBLES.items():
         (doubles / tool).write_text(text)

@@ -72,6 +72,28 @@ def test_taking_the_vip_is_a_move():
     assert any("took the VIP" in b.detail for b in broken)
 
 
+def test_a_stale_master_may_hold_the_vip_it_froze_with_only_within_the_grace():
+    """Woken from a stun, the old master still has the VIP until it hears the survivor's
+    advert: within ``grace`` of its return that is not a move; after it, it is. Its fenced
+    mount, kept from before, never is."""
+    frozen = node("repo1", "MASTER", vip=True, mnt=True, fenced=True)
+    samples = [held(4.0, frozen), held(5.5, frozen), held(9.0, node("repo1", "BACKUP"))]
+    assert inv.no_move(samples, BACK, "repo2", "repo1", grace=3.0) == []
+    (broken,) = inv.no_move(samples, BACK, "repo2", "repo1")
+    assert "took the VIP" in broken.detail and broken.sample.startswith("t=5.50s")
+    samples.insert(2, held(8.5, frozen))
+    (broken,) = inv.no_move(samples, BACK, "repo2", "repo1", grace=3.0)
+    assert broken.sample.startswith("t=8.50s")
+
+
+def test_the_survivor_yielding_to_a_woken_master_is_a_move():
+    woke = Sample(5.5, (node("repo1", "MASTER", vip=True), node("repo2", "BACKUP")))
+    samples = [held(4.0, node("repo1", "MASTER", vip=True, mnt=True, fenced=True)), woke]
+    samples.append(held(9.0, node("repo1", "BACKUP")))
+    broken = inv.no_move(samples, BACK, "repo2", "repo1", grace=3.0)
+    assert [b.detail for b in broken] == ["repo2 lost the VIP or the mount"]
+
+
 def test_the_returner_must_end_backup_and_unmounted():
     samples = [held(4.0, node("repo1", "FAULT", mnt=True, fenced=True))]
     samples.append(held(6.0, node("repo1", "BACKUP", mnt=True, fenced=True)))

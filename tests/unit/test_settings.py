@@ -79,6 +79,7 @@ CASES: list[tuple[str, Callable[[Config], None], str, str]] = [
     ("node-dup-name", _node(1, name="repo1"), f"{NS}:nodes", "duplicate node name"),
     ("node-dup-ip", _node(1, ip="10.2.50.161"), f"{NS}:nodes", "duplicate node ip"),
     ("node-priority", _node(0, priority=300), f"{NS}:nodes", "priority"),
+    ("node-no-rank-room", _node(0, priority=253), f"{NS}:nodes", "repo1.priority 253"),
     ("node-ip", _node(0, ip="10.2.50.999"), f"{NS}:nodes", "not an IPv4 address"),
     ("node-name", _node(0, name="Repo_1"), f"{NS}:nodes", "host name"),
     ("node-field", _node(0, role="master"), f"{NS}:nodes", "unknown field"),
