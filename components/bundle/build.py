@@ -108,6 +108,7 @@ def _node_files(s: Settings, node: Node, secrets: Secrets) -> list[BundleFile]:
     files = [
         _text(PATHS.keepalived_conf, conf, 0o600, secret=True),  # holds auth_pass
         _text(PATHS.notify_script, render("keepalivednotify.sh.j2", **ctx), 0o755),
+        _text(PATHS.rank_conf, render("repo-cluster-rank.conf.j2", **ctx)),
         _text(PATHS.sshd_check, render("repo-cluster-chk-sshd.j2", **ctx), 0o755),
         _text(PATHS.volume_check, render("repo-cluster-chk-volume.j2", **ctx), 0o755),
         _text(PATHS.publish_host_key, render("repo-cluster-publish-host-key.j2", **ctx), 0o755),

@@ -47,8 +47,14 @@ def host_key_paths(keys: Iterable[HostKey]) -> set[str]:
 
 
 def first_boot_files(files: Iterable[BundleFile]) -> list[BundleFile]:
-    """The bundle files user-data writes: no secret, no host key file (see the module doc)."""
-    return [f for f in files if not f.secret and not PATHS.is_host_key(f.path)]
+    """The bundle files user-data writes: no secret, no host key file (see the module doc),
+    no rank config (it holds the priorities: it comes with keepalived.conf, so that a
+    priority change touches no VM; keepalived starts with the first converge anyway)."""
+    return [
+        f
+        for f in files
+        if not f.secret and not PATHS.is_host_key(f.path) and f.path != PATHS.rank_conf
+    ]
 
 
 def user_data(

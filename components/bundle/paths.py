@@ -23,6 +23,9 @@ class NodePaths:
     notify_state_dir: str = "/run/keepalivednotify"
     """The notify script's lock and state journal (tmpfs: gone at boot)."""
     keepalived_conf: str = "/etc/keepalived/keepalived.conf"
+    rank_conf: str = "/etc/keepalived/repo-cluster-rank.conf"
+    """The priorities the notify script's rank reads; brought by the converge, never the
+    first boot, as keepalived.conf: a priority change touches no VM."""
     keepalived_unit: str = "keepalived.service"
     sysctl_conf: str = "/etc/sysctl.d/90-repo-cluster.conf"
     ceph_conf: str = "/etc/ceph/ceph.conf"

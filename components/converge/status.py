@@ -49,17 +49,21 @@ class NodeStatus:
     clients: tuple[str, ...] = ()
     """The client instances (ADDR:PORT/NONCE) of this node's mappings of the image: only the
     MASTER maps it."""
+    rank: int | None = None
+    """The priority this MASTER advertises above its own (the notify script's rank: it fenced
+    a peer that may still advertise more than this node's priority); None: its own."""
 
     @property
     def summary(self) -> str:
         """``MASTER, VIP yes, mounted yes`` (and the error, if any): what the node reports."""
         said = f"{self.vrrp_state}, VIP {'yes' if self.holds_vip else 'no'}, "
         said += f"mounted {'yes' if self.mounted else 'no'}"
+        said += f", rank {self.rank}" if self.rank is not None else ""
         return said + (f" ({self.error})" if self.error else "")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for optional in ("error", "ceph", "fenced"):
+        for optional in ("error", "ceph", "fenced", "rank"):
             if d[optional] is None:
                 del d[optional]
         d["clients"] = list(self.clients)
@@ -178,7 +182,8 @@ def status_command(s: Settings) -> str:
     )
     return (
         f'echo "active=$(systemctl is-active {PATHS.keepalived_unit} 2>/dev/null)"; '
-        f'echo "journal=$(tail -n 1 {STATE_JOURNAL} 2>/dev/null)"; {maps}; echo {_SEP}; '
+        f'echo "journal=$(tail -n 1 {STATE_JOURNAL} 2>/dev/null)"; '
+        f'echo "rank=$(cat {PATHS.notify_state_dir}/rank 2>/dev/null)"; {maps}; echo {_SEP}; '
         f"ip -o addr show dev {shlex.quote(s.interface)} 2>/dev/null; echo {_SEP}; "
         "cat /proc/self/mounts"
     )
@@ -193,6 +198,7 @@ def parse_status(name: str, ip: str, vip: str, mount_point: str, stdout: str) ->
     devices = {m[0] for m in maps if m}
     clients = tuple(m[1] for m in maps if len(m) > 1)
     state = "STOPPED" if active != "active" else journal or "UNKNOWN"
+    rank = fields.get("rank", "").strip()
     return NodeStatus(
         name=name,
         ip=ip,
@@ -200,6 +206,7 @@ def parse_status(name: str, ip: str, vip: str, mount_point: str, stdout: str) ->
         holds_vip=facts.parse_holds_vip(addrs, vip),
         mounted=facts.parse_mounted(mounts, mount_point, devices),
         clients=clients,
+        rank=int(rank) if rank.isdigit() else None,
     )
 
 

@@ -54,12 +54,14 @@ def assert_delivered(bundle: Bundle) -> None:
     secret = {f.path for f in bundle.files if f.secret}
     assert secret >= {PATHS.keepalived_conf, "/etc/ceph/ceph.client.veeamrepo.keyring"}
     written = {w["path"]: w for w in doc["write_files"]}
-    # nothing more, or less: no secret file, no host key file (the converge brings them)
-    assert set(written) == {f.path for f in bundle.files} - host_keys - secret
+    # nothing more, or less: no secret file, no host key file (the converge brings them), no
+    # rank config (the priorities: the converge brings it with keepalived.conf)
+    converged = host_keys | secret | {PATHS.rank_conf}
+    assert set(written) == {f.path for f in bundle.files} - converged
     assert "ssh_keys" not in doc and "PRIVATE KEY" not in bundle.user_data
     assert (doc["ssh_deletekeys"], doc["ssh_genkeytypes"]) == (True, ["ed25519"])
     for f in bundle.files:
-        if f.path in host_keys or f.secret:
+        if f.path in converged:
             continue
         w = written[f.path]
         assert w["encoding"] == "b64"

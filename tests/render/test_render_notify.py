@@ -522,6 +522,7 @@ class Notify:
             "KEEPALIVEDNOTIFY_STATE_DIR": str(self.state_dir),
             "KEEPALIVEDNOTIFY_RBD_SYSFS": str(self.sysfs),
             "KEEPALIVEDNOTIFY_DEV": str(self.devdir),
+            "KEEPALIVEDNOTIFY_RANK_CONF": str(self.script.parent / "rank.conf"),
             "BLKID_FILE": str(self.doubles.parent / "blkid.tab"),
         }
 
@@ -603,6 +604,7 @@ def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> It
     script = tmp_path / "keepalivednotify.sh"
     script.write_bytes(bundle.file(PATHS.notify_script).content)
     script.chmod(0o755)
+    (tmp_path / "rank.conf").write_bytes(bundle.file(PATHS.rank_conf).content)
     check_script = tmp_path / "chk-volume.sh"
     check_script.write_bytes(bundle.file(PATHS.volume_check).content)
     check_script.chmod(0o755)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from components.converge import facts, status
+from tests.kit import stack_settings
 
 pytestmark = pytest.mark.unit
 
@@ -168,6 +169,18 @@ def test_parse_status():
     unmapped = out.replace(MAPPED, "")
     st = status.parse_status("r", "ip", "198.18.50.160", "/mnt/veeamrepo", unmapped)
     assert not st.mounted and st.clients == ()
+    # a MASTER that outranks a stale peer says its rank; none (or garbage): its own priority
+    ranked = out.replace("journal=MASTER 4242\n", "journal=MASTER 4242\nrank=102\n")
+    st = status.parse_status("repo2", "198.18.50.162", "198.18.50.160", "/mnt/veeamrepo", ranked)
+    assert st.rank == 102 and st.summary == "MASTER, VIP yes, mounted yes, rank 102"
+    assert (
+        st.as_dict()["rank"] == 102 and "rank" not in status.NodeStatus("r", "", "", 0, 0).as_dict()
+    )
+    garbled = out.replace("journal=MASTER 4242\n", "journal=MASTER 4242\nrank=x\n")
+    assert status.parse_status("r", "ip", "198.18.50.160", "/mnt/veeamrepo", garbled).rank is None
+    assert "rank=$(cat /run/keepalivednotify/rank 2>/dev/null)" in status.status_command(
+        stack_settings("sim")
+    )
 
 
 CLUSTERS = [

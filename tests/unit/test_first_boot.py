@@ -47,7 +47,7 @@ def test_user_data_holds_no_secret_byte(stack) -> None:
         written = {w["path"] for w in doc["write_files"]}
         assert written == {
             f.path for f in bundle.files if not f.secret and not PATHS.is_host_key(f.path)
-        }
+        } - {PATHS.rank_conf}  # the priorities come with keepalived.conf: see the rank
         # no key at all: the template's are deleted, the VM makes its own ed25519 key
         assert "PRIVATE KEY" not in "".join(blobs)
         assert "ssh_keys" not in doc
