@@ -121,7 +121,8 @@ KEYS: tuple[Key, ...] = (
         "nodes",
         list,
         REQUIRED,
-        "Repo nodes: list of {name, ip, priority[, hostKey, adopt]}; hostKey: the "
+        "Repo nodes: list of {name, ip, priority[, hostKey, adopt]}; priority: 1 to 254 "
+        "minus the number of nodes (room for a MASTER's rank above them); hostKey: the "
         "fingerprint (SHA256:...) of a node's SSH host key confirmed out of band; adopt: "
         "true for an existing VM of that name to bring in (needs hostKey and the top "
         "priority).",
