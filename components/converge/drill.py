@@ -216,10 +216,10 @@ def run(target: Target, scenario: Scenario, say: Any = print) -> Result:
     res.broken += inv.one_holder(samples[-1] if samples else None)
     if scenario.flow == "return":
         res.broken += inv.no_move(samples, back, survivor, master)
-    if scenario.keeps:  # it froze holding the VIP: it yields at the survivor's first advert
-        res.broken += inv.no_move(samples, back, survivor, master, grace=floor)
         if mover_pid is not None and target.alive(master, mover_pid):
             res.broken.append(Broken("S6", f"the writer (pid {mover_pid}) on {master} still runs"))
+    if scenario.keeps:  # it froze holding the VIP: it yields at the survivor's first advert
+        res.broken += inv.no_move(samples, back, survivor, master, grace=floor)
     if scenario.flow == "flap":
         res.broken += inv.vrrp_matches_mount(samples[-1] if samples else None)
     if scenario.flow == "restart" and samples and len(samples[-1].masters()) != 1:
