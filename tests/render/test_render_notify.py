@@ -636,7 +636,8 @@ def notify(tmp_path: Path, xfs_volume: Volume, namespaces: dict[str, str]) -> It
         yield n
     finally:
         for pid in n.retriers():
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended meanwhile
+                os.kill(pid, signal.SIGKILL)
         run("chattr", "-i", str(mount_point))  # the bare mount point is immutable by design
 
 

@@ -117,6 +117,7 @@ def test_a_record_that_cannot_be_dropped_is_retried_after_the_release(notify: No
     assert stored(notify, "repo1") == "103"
     notify.mark("rados-down", present=False)
     wait_for(lambda: stored(notify, "repo1") is None, "the record dropped by the retrier")
+    wait_for(lambda: not notify.retriers(), "the retrier done")
 
 
 def test_a_master_lowers_its_rank_once_the_stale_peer_dropped_its_record(
