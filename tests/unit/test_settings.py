@@ -324,6 +324,32 @@ def test_an_adopted_node_is_the_top_priority_with_its_host_key() -> None:
     assert s.start_order[0].name == s.nodes[0].name
 
 
+@pytest.mark.parametrize(
+    ("priorities", "ceiling", "weights"),
+    [
+        ((101, 100), 103, (1, 2)),  # repo2 may need 103: 3 above its own
+        ((101, 100, 99), 104, (1, 2, 4)),  # a third node: one more step, 5 above the lowest
+        ((252, 1), 254, tuple(1 << i for i in range(8))),  # the widest: VRRP's top
+    ],
+)
+def test_the_rank_has_room_and_bits_from_the_priorities(
+    priorities: tuple[int, ...], ceiling: int, weights: tuple[int, ...]
+) -> None:
+    config = lab_config()
+    nodes = [
+        {"name": f"repo{i + 1}", "ip": f"10.2.50.{161 + i}", "priority": p}
+        for i, p in enumerate(priorities)
+    ]
+    config[f"{NS}:nodes"] = nodes
+    s = settings.load(config)
+    assert (s.rank_ceiling, s.rank_weights) == (ceiling, weights)
+    assert sum(weights) >= ceiling - min(priorities)  # the lowest can reach the ceiling
+    nodes[0]["priority"] = 255 - len(priorities)  # one above the room
+    with pytest.raises(settings.ConfigError) as err:
+        settings.load(config)
+    assert f"repo1.priority {255 - len(priorities)} must be at most" in str(err.value)
+
+
 def test_lab_and_sim_stacks_are_valid() -> None:
     for stack in ("lab", "sim"):
         s = settings.load_stack_file(str(ROOT / f"Pulumi.{stack}.yaml"))
