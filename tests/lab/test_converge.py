@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from components.bundle import PATHS, Bundle, Secrets, authorized_keys, hostkeys, render_cluster
+from components.bundle.cloudinit import first_boot_files
 from components.config import PROJECT_ROOT
 from components.converge import compat, fleet, operations
 from components.converge.ssh import Access, fingerprint
@@ -115,16 +116,19 @@ def first(
 def test_first_converge_proves_each_vm_by_the_key_it_published(
     first, sim_lab, bundles, published_fingerprints
 ):
-    """The VMs already carry every non-secret file (their first boot wrote them): the first
-    converge brings the secret ones and the shared host keys, and only to a VM that proved it
-    holds the key it published; then the node publishes the shared key it serves."""
+    """The VMs already carry every file their first boot wrote (no secret): the first
+    converge brings the rest (the secret ones, the shared host keys, the rank's priorities),
+    and only to a VM that proved it holds the key it published; then the node publishes the
+    shared key it serves."""
     outcome, _ = first
     assert outcome.ok, json.dumps(outcome.as_dict(), indent=1)
     shared = next(k for k in bundles["repo1"].files if k.path == f"{PATHS.host_key('ed25519')}.pub")
     for name, result in outcome.results.items():
         assert result.verified == "published", result
         assert result.host_key == published_fingerprints[name]
-        expected = {f.path for f in bundles[name].files if f.secret or PATHS.is_host_key(f.path)}
+        first_boot = {f.path for f in first_boot_files(bundles[name].files)}
+        expected = {f.path for f in bundles[name].files} - first_boot
+        assert expected >= {PATHS.keepalived_conf, PATHS.rank_conf}
         assert set(result.changed) == expected, result.changed
     now = published(sim_lab)
     for n in sim_lab.nodes:
