@@ -372,7 +372,8 @@ bits() { (shopt -s nullglob && cd "$STATE" && echo rank.[0-9]*); }
 case "${args[0]:-}" in
     getomapval)
         [ -d "$obj" ] || fail 1 "error getting omap value $where: $noent"
-        [ -e "$obj/$key" ] || fail 1 "No such key: $where"
+        # as rados: this one on its standard output
+        [ -e "$obj/$key" ] || { echo "No such key: $where" && exit 1; }
         [ "${args[3]:-}" = - ] || fail 22 "rados double: only - as the output file"
         echo "Writing to -" >&2
         cat "$obj/$key"

@@ -44,13 +44,33 @@ def store(n: Notify, node: str, value: int | None) -> None:
 
 def test_a_master_above_every_peer_advertises_its_own_priority(notify: Notify) -> None:
     """repo1 (101) over repo2 (100, no record): its own priority is enough. Nothing recorded,
-    no bit set, and the release has nothing to drop."""
+    no bit set; the first promotion since the boot removes any record of its own (none here),
+    and the release then has nothing to drop."""
     check(notify.call("MASTER"))
     assert notify.mounted()
     assert bits(notify) == [] and records(notify) == []
-    assert "rados getomapval" in notify.verbs()  # repo2's record was asked for
+    assert notify.verbs().count("rados getomapval") == 1  # repo2's record was asked for
+    assert notify.verbs().count("rados rmomapkey") == 1  # none there: no such object
+    assert (notify.state_dir / "rank.clean").exists()
+    before = len(notify.calls())
     check(notify.call("BACKUP"))
-    assert "rados rmomapkey" not in notify.verbs()
+    assert not [v for v in notify.verbs(before) if v.startswith("rados")]
+
+
+def test_a_record_left_by_a_crash_is_dropped_after_the_boot(notify: Notify) -> None:
+    """repo1 crashed as MASTER at 102 (its record stays in Ceph) and booted again: its state
+    (tmpfs) knows nothing of it, and its first release drops it, once; so does a first
+    promotion. Peers then see repo1's own priority again."""
+    store(notify, "repo1", 102)
+    check(notify.call("BACKUP"))
+    assert stored(notify, "repo1") is None and records(notify) == ["rm repo1 bits:"]
+    check(notify.call("BACKUP"))
+    assert records(notify) == ["rm repo1 bits:"]  # once a boot
+    for f in notify.state_dir.iterdir():  # a reboot: tmpfs is empty
+        f.unlink()
+    store(notify, "repo1", 103)
+    check(notify.call("MASTER"))
+    assert notify.mounted() and stored(notify, "repo1") is None and bits(notify) == []
 
 
 def test_a_master_outranks_a_stale_peer_recording_before_advertising(notify: Notify) -> None:
