@@ -144,7 +144,7 @@ def test_a_master_lowers_its_rank_once_the_stale_peer_dropped_its_record(
     notify: Notify, tmp_path: Path
 ) -> None:
     """repo1 took 103 over repo2's 102. Once repo2's record is gone (it came back and
-    released), repo1 lowers its bits to its floor (101: no bit), then, a round later, drops
+    released), repo1 lowers its bits to its floor (101: no bit), then, 2 s later, drops
     its record: the advertised rank first, never above the record."""
     text = notify.script.read_text()
     assert "readonly RANK_PAUSE=10" in text
