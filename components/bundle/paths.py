@@ -58,6 +58,11 @@ class NodePaths:
         """The scripts keepalived.conf names in vrrp_script blocks."""
         return (self.sshd_check, self.volume_check)
 
+    @property
+    def rank(self) -> str:
+        """The rank a MASTER advertises, when above its priority (the notify script's)."""
+        return f"{self.notify_state_dir}/rank"
+
     def rank_bit(self, weight: int) -> str:
         """Present while the MASTER's rank has the bit of ``weight``: its vrrp_script
         (``test -e``) then adds ``weight`` to the node's priority."""

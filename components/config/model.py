@@ -208,6 +208,11 @@ class Settings:
         and outranked by the next."""
         return max(n.priority for n in self.nodes) + len(self.nodes)
 
+    def rank_floor(self, node: Node) -> int:
+        """The lowest rank ``node`` takes as MASTER: above every peer's own priority (a peer
+        that recorded no rank may advertise that much), never below its own."""
+        return max(node.priority, max(p.priority for p in self.peers(node)) + 1)
+
     @property
     def rank_weights(self) -> tuple[int, ...]:
         """The weights (1, 2, 4...) of the rank's bits, one weighted vrrp_script each: enough

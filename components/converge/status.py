@@ -183,7 +183,7 @@ def status_command(s: Settings) -> str:
     return (
         f'echo "active=$(systemctl is-active {PATHS.keepalived_unit} 2>/dev/null)"; '
         f'echo "journal=$(tail -n 1 {STATE_JOURNAL} 2>/dev/null)"; '
-        f'echo "rank=$(cat {PATHS.notify_state_dir}/rank 2>/dev/null)"; {maps}; echo {_SEP}; '
+        f'echo "rank=$(cat {PATHS.rank} 2>/dev/null)"; {maps}; echo {_SEP}; '
         f"ip -o addr show dev {shlex.quote(s.interface)} 2>/dev/null; echo {_SEP}; "
         "cat /proc/self/mounts"
     )

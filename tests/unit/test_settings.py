@@ -344,6 +344,9 @@ def test_the_rank_has_room_and_bits_from_the_priorities(
     s = settings.load(config)
     assert (s.rank_ceiling, s.rank_weights) == (ceiling, weights)
     assert sum(weights) >= ceiling - min(priorities)  # the lowest can reach the ceiling
+    top = max(priorities)
+    assert s.rank_floor(s.nodes[0]) == max(priorities[0], max(priorities[1:]) + 1)
+    assert all(s.rank_floor(n) <= top + 1 for n in s.nodes)
     nodes[0]["priority"] = 255 - len(priorities)  # one above the room
     with pytest.raises(settings.ConfigError) as err:
         settings.load(config)
